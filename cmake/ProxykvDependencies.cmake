@@ -1,0 +1,25 @@
+# Every third-party dependency is found here, once. All come from Debian packages (scripts/install-deps.sh).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt REQUIRED)
+find_package(CLI11 QUIET CONFIG)
+if(NOT TARGET CLI11::CLI11)
+  # Debian's libcli11-dev ships the headers only on some releases; fall back to the header path.
+  find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED)
+  target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
+endif()
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+
+# LibTorch: Debian's libtorch-dev installs TorchConfig.cmake. Its headers are slow to compile, so only the
+# targets that need tensors link it (see common/CMakeLists.txt).
+find_package(Torch REQUIRED)
+# TorchConfig adds -D_GLIBCXX_USE_CXX11_ABI etc. through TORCH_CXX_FLAGS; keep them on torch users only.
+separate_arguments(PROXYKV_TORCH_CXX_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+
+if(PROXYKV_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

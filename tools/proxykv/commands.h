@@ -1,0 +1,17 @@
+// Subcommand registry of the proxykv CLI. Each cmd_*.cpp defines one register_* function.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace proxykv::cli {
+
+void register_all(CLI::App& app);
+// Exit code set by the subcommand that ran (0 = success).
+int exit_code();
+void set_exit_code(int code);
+
+void register_forward(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_tokenize(CLI::App& app);
+
+}  // namespace proxykv::cli
