@@ -12,6 +12,7 @@ void register_all(CLI::App& app) {
   register_forward(app);
   register_generate(app);
   register_tokenize(app);
+  register_bench_decoder(app);
 }
 
 }  // namespace proxykv::cli

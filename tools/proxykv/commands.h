@@ -13,5 +13,6 @@ void set_exit_code(int code);
 void register_forward(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_bench_decoder(CLI::App& app);
 
 }  // namespace proxykv::cli

@@ -1,0 +1,111 @@
+// End-to-end: the proxykv binary reproduces the Hugging Face golden logits, and refuses bad input cleanly.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "proxykv/tensor/torch_tensor.h"
+
+namespace proxykv {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CommandResult run(const std::string& args) {
+  const std::string cmd = std::string(PROXYKV_BIN_DIR) + "/proxykv " + args + " 2>&1";
+  CommandResult r{-1, ""};
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
+  int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("pkv-cli-" + std::to_string(::getpid()) + "-" +
+                                                  std::to_string(counter_++))) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+class CliForwardGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CliForwardGolden, ReproducesGoldenLogits) {
+  const std::string dir = std::string(PROXYKV_SHARED_DIR) + "/fixtures/hf-golden/" + GetParam();
+  TempDir tmp;
+  const fs::path out = tmp / "logits.safetensors";
+  CommandResult r = run("forward --model " + dir + " --input-ids " + dir + "/golden.safetensors --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto got = load_all_tensors(out.string());
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  auto golden = load_all_tensors(dir + "/golden.safetensors");
+  ASSERT_TRUE(golden.is_ok());
+  const at::Tensor& logits = got->at("logits");
+  ASSERT_EQ(logits.sizes(), golden->at("logits").sizes());
+  EXPECT_EQ(logits.scalar_type(), at::kFloat);
+  EXPECT_LE((logits - golden->at("logits")).abs().max().item<double>(), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(HfGolden, CliForwardGolden, ::testing::Values("llama", "qwen2", "qwen3", "llama-plain"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(CliForward, BadInputsGetClearErrors) {
+  const std::string dir = std::string(PROXYKV_SHARED_DIR) + "/fixtures/hf-golden/llama";
+  TempDir tmp;
+  // Not a safetensors file at all.
+  const fs::path junk = tmp / "junk.safetensors";
+  FILE* f = std::fopen(junk.c_str(), "wb");
+  std::fputs("hello", f);
+  std::fclose(f);
+  CommandResult r = run("forward --model " + dir + " --input-ids " + junk.string() + " --out " + (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("junk.safetensors"), std::string::npos) << r.output;
+
+  // A file without input_ids (the model weights).
+  r = run("forward --model " + dir + " --input-ids " + dir + "/model.safetensors --out " + (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("input_ids"), std::string::npos) << r.output;
+
+  // Token ids outside the vocabulary.
+  std::vector<TensorToWrite> t(1);
+  t[0].name = "input_ids";
+  t[0].dtype = DType::kI64;
+  t[0].shape = {1, 2};
+  int64_t ids[2] = {3, 100000};
+  t[0].bytes.assign(reinterpret_cast<uint8_t*>(ids), reinterpret_cast<uint8_t*>(ids) + sizeof ids);
+  ASSERT_TRUE(write_safetensors((tmp / "ids.safetensors").string(), t).is_ok());
+  r = run("forward --model " + dir + " --input-ids " + (tmp / "ids.safetensors").string() + " --out " +
+          (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("OUT_OF_RANGE"), std::string::npos) << r.output;
+
+  // Missing model directory.
+  r = run("forward --model " + (tmp / "nope").string() + " --input-ids " + dir + "/golden.safetensors --out " +
+          (tmp / "o").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace proxykv
