@@ -23,3 +23,11 @@ separate_arguments(PROXYKV_TORCH_CXX_FLAGS UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 if(PROXYKV_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+if(PROXYKV_WITH_UCX)
+  find_package(ucx CONFIG)
+  if(NOT ucx_FOUND)
+    message(FATAL_ERROR "PROXYKV_WITH_UCX=ON but UCX was not found: install libucx-dev "
+                        "(scripts/install-deps.sh) or configure with -DPROXYKV_WITH_UCX=OFF")
+  endif()
+endif()

@@ -14,6 +14,7 @@ struct ForwardArgs {
   std::string model;
   std::string input_ids;
   std::string out;
+  std::string reference;  // optional: safetensors file with tensor logits to compare against
   RuntimeOptions runtime;
 };
 
@@ -38,6 +39,16 @@ Status run_forward(const ForwardArgs& args) {
   PROXYKV_RETURN_IF_ERROR(write_safetensors(args.out, {out}, {{"format", "pt"}}));
   std::cerr << "proxykv forward: wrote logits [1, " << logits.size(1) << ", " << logits.size(2) << "] to "
             << args.out << "\n";
+  if (!args.reference.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(auto ref_file, SafetensorsFile::open(args.reference));
+    PROXYKV_ASSIGN_OR_RETURN(TensorView ref_view, ref_file->get("logits"));
+    PROXYKV_ASSIGN_OR_RETURN(at::Tensor ref, to_torch(ref_view));
+    if (!ref.sizes().equals(logits.sizes())) {
+      return invalid_argument(args.reference + ": reference logits have another shape than the model's");
+    }
+    const double diff = (ref.to(at::kDouble) - logits.to(at::kDouble)).abs().max().item<double>();
+    std::cout << "max |logits - reference| = " << diff << "\n";
+  }
   return Status::ok();
 }
 
@@ -49,6 +60,7 @@ void register_forward(CLI::App& app) {
   cmd->add_option("--model", args->model, "HF model directory")->required();
   cmd->add_option("--input-ids", args->input_ids, "safetensors file with tensor input_ids (int64 [1,T])")->required();
   cmd->add_option("--out", args->out, "output safetensors file (tensor logits, float32 [1,T,V])")->required();
+  cmd->add_option("--reference", args->reference, "compare with tensor 'logits' of this safetensors file");
   args->runtime.add_to(cmd);
   cmd->callback([args] {
     Status s = run_forward(*args);
