@@ -1,0 +1,90 @@
+#include "proxykv/training/lm_data.h"
+
+#include <gtest/gtest.h>
+
+#include "proxykv/tasks/vocabulary.h"
+
+namespace proxykv::training {
+namespace {
+
+TEST(LmData, InductionSequencesRepeatEarlierSpans) {
+  std::mt19937_64 rng(5);
+  int copies_found = 0;
+  for (int n = 0; n < 20; ++n) {
+    TrainingSequence s = sample_induction(rng, 128);
+    ASSERT_EQ(s.tokens.size(), 128u);
+    EXPECT_EQ(s.tokens[0], tasks::kBosId);
+    EXPECT_EQ(s.weights[0], 0.f);
+    for (size_t i = 1; i < s.tokens.size(); ++i) {
+      EXPECT_GE(s.tokens[i], tasks::kFirstKeyId);
+      EXPECT_LT(s.tokens[i], tasks::kFamilyVocabSize);
+    }
+    // Some 4-gram after position 8 occurs earlier too: a copied span.
+    for (size_t i = 12; i + 4 <= s.tokens.size() && copies_found <= n; ++i) {
+      for (size_t j = 1; j + 4 <= i; ++j) {
+        if (std::equal(s.tokens.begin() + i, s.tokens.begin() + i + 4, s.tokens.begin() + j)) {
+          ++copies_found;
+          break;
+        }
+      }
+    }
+  }
+  EXPECT_GE(copies_found, 18);
+}
+
+TEST(LmData, RecallWeightsOnlyQueriedValuesFully) {
+  std::mt19937_64 rng(9);
+  TrainingSequence s = sample_recall(rng, 8, 12, 0.1f);
+  ASSERT_EQ(s.tokens.size(), 1 + 16 + 1 + 24u);
+  int full_weight = 0;
+  for (size_t i = 0; i < s.tokens.size(); ++i) {
+    if (s.weights[i] == 1.f) {
+      ++full_weight;
+      EXPECT_GE(s.tokens[i], tasks::kFirstValueId);
+      // The value was given for the same key in the facts.
+      bool found = false;
+      for (size_t f = 1; f < 17; f += 2) found |= s.tokens[f] == s.tokens[i - 1] && s.tokens[f + 1] == s.tokens[i];
+      EXPECT_TRUE(found) << "position " << i;
+    }
+  }
+  EXPECT_EQ(full_weight, 12);
+}
+
+TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {
+  std::mt19937_64 rng(11);
+  auto s = sample_task(rng, "niah_multikey", 200, 4, 2, 0.1f);
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  EXPECT_EQ(s->tokens[0], tasks::kBosId);
+  EXPECT_EQ(s->tokens[1], tasks::kCtxId);
+  EXPECT_EQ(s->tokens.back(), tasks::kEosId);
+  EXPECT_EQ(s->weights.back(), 1.f);
+  // Two answers of 4 digits plus <eos> each carry full weight.
+  int full = 0;
+  for (float w : s->weights) full += w == 1.f;
+  EXPECT_EQ(full, 10);
+}
+
+TEST(LmData, RepeatSequenceCopiesTheContext) {
+  std::mt19937_64 rng(13);
+  auto s = sample_repeat(rng, "kv_retrieval", 300, 1000, 0.1f);
+  ASSERT_TRUE(s.is_ok());
+  auto it = std::find(s->tokens.begin(), s->tokens.end(), tasks::kRepeatId);
+  ASSERT_NE(it, s->tokens.end());
+  const size_t ctx_len = static_cast<size_t>(it - s->tokens.begin()) - 3;  // <bos> <ctx> ... </ctx>
+  const size_t repeated = s->tokens.end() - it - 1;
+  ASSERT_EQ(repeated, ctx_len);  // chunk longer than the context: the whole context, no prefix
+  EXPECT_TRUE(std::equal(it + 1, s->tokens.end(), s->tokens.begin() + 2));
+}
+
+TEST(LmData, PhaseFromJsonValidates) {
+  auto ok = PhaseMix::from_json({{"name", "p"}, {"steps", 10}, {"mix", {{"tasks", 1.0}}}}, "cfg");
+  ASSERT_TRUE(ok.is_ok());
+  EXPECT_EQ(ok->w_task, 1.0);
+  auto bad = PhaseMix::from_json({{"name", "p"}, {"mix", {{"tasks", 1.0}}}}, "cfg");
+  EXPECT_FALSE(bad.is_ok());
+  bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"context_min", 1}}, "cfg");
+  EXPECT_FALSE(bad.is_ok());
+}
+
+}  // namespace
+}  // namespace proxykv::training

@@ -1,0 +1,63 @@
+// Training sequences for the tiny family: the samplers of the curriculum (TASKS.md).
+//
+// Every sampler returns token ids with a loss weight per position: weight[i] scales the loss of predicting
+// tokens[i] from tokens[0..i-1] (weight[0] is always 0). No LibTorch here: batches are assembled by the trainer.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "proxykv/core/status.h"
+
+namespace proxykv::training {
+
+struct TrainingSequence {
+  std::vector<int32_t> tokens;
+  std::vector<float> weights;
+};
+
+// Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
+// earlier span of 4-16 tokens from a random source, or a fresh run of 1-16 random key/value tokens.
+// Loss on every position. This is what made the induction circuit form on CPU (TASKS.md).
+TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length);
+
+// Dense multi-query recall: <bos> k v ... k v <sep> then queries k v drawn with replacement; loss on the
+// queried values (weight 1) and on everything else (weight `other_weight`).
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight);
+
+// A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
+// <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest.
+Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
+                                     int facts, int qa, float context_weight);
+
+// Reconstruction: <bos> <ctx> context </ctx> <repeat> [last 8 words before the chunk] chunk, as KVzip's
+// chunked repeat prompt asks for; the chunk starts at a random word (0 half of the time). Loss 1 on the
+// repeated words, `context_weight` on the context.
+Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
+                                       int64_t chunk_tokens, float context_weight);
+
+// One curriculum phase's mixture: which samplers, with which weights and sizes.
+struct PhaseMix {
+  std::string name;
+  int64_t steps = 0;
+  int64_t batch = 16;
+  double w_induction = 0, w_recall = 0, w_task = 0, w_repeat = 0;
+  int64_t induction_length = 128;
+  int recall_facts_min = 2, recall_facts_max = 32;
+  int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
+  std::vector<std::string> tasks;                 // empty: every family
+  int qa_per_sequence = 4;
+  float context_weight = 0.1f;
+  int64_t repeat_chunk = 512;
+
+  static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
+};
+
+// Draws one sequence from the phase's mixture.
+Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix& phase);
+
+}  // namespace proxykv::training

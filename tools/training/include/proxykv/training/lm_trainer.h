@@ -1,0 +1,68 @@
+// train-lm: trains a tiny-family decoder (proxy or target) with the curriculum of TASKS.md.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "proxykv/core/status.h"
+#include "proxykv/model/decoder_lm.h"
+#include "proxykv/training/lm_data.h"
+
+namespace proxykv::training {
+
+struct TrainLmConfig {
+  nlohmann::json model_config;  // an HF config.json object (architecture and shape of the model to train)
+  uint64_t seed = 1;
+  std::string out_dir;
+  int threads = 1;             // one thread per training process is fastest on these CPUs (TASKS.md)
+  std::string device = "cpu";
+  double init_std = 0.02;
+  double lr = 2e-3, beta1 = 0.9, beta2 = 0.98, weight_decay = 0.1, clip = 1.0, min_lr_ratio = 0.1;
+  int64_t warmup_steps = 100;
+  std::vector<PhaseMix> phases;
+  int64_t log_every = 25, checkpoint_every = 500, eval_every = 500;
+  int64_t eval_length = 256;
+  int eval_contexts = 4;
+  int eval_queries = 4;
+  uint64_t eval_seed = 987654321;  // held-out: training draws its task seeds from the training RNG
+  std::vector<std::string> eval_tasks;  // empty: every family
+
+  // Reads a JSON config; paths inside are relative to the current directory. Errors name the file and key.
+  static Result<TrainLmConfig> from_file(const std::string& path);
+  static Result<TrainLmConfig> from_json(const nlohmann::json& j, const std::string& origin);
+  int64_t total_steps() const;
+};
+
+struct TrainLmResult {
+  int64_t steps = 0;
+  std::vector<double> losses;  // one per step
+};
+
+// Trains, writing checkpoints to out_dir/checkpoint and the final model (config.json, model.safetensors,
+// tokenizer.json) to out_dir. With `resume`, continues from out_dir/checkpoint when it exists: batches are a
+// pure function of (seed, step), so a resumed run sees the same data as an uninterrupted one.
+// `stop_after` > 0 stops (with a checkpoint) after that many steps of this run: time-boxed runs on a CPU.
+Result<TrainLmResult> train_lm(const TrainLmConfig& config, bool resume, std::ostream& progress,
+                               int64_t stop_after = -1);
+
+// Held-out retrieval accuracy per task: contexts generated with `seed`, each query answered greedily from the
+// context's KV cache (<bos> <ctx> context </ctx> prefilled once; <q> question <a> appended, decoded to <eos>,
+// then dropped again). string_match_all scoring.
+struct RetrievalScore {
+  std::map<std::string, double> accuracy;  // per task
+  double mean = 0;
+  int queries = 0;
+};
+Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vector<std::string>& task_names,
+                                          int64_t length, int contexts, int queries, uint64_t seed);
+
+// Greedy answer of one question from a prefilled context cache; the question's KV is dropped afterwards.
+std::vector<int32_t> answer_from_cache(const DecoderLM& model, KvCache& cache, const std::vector<int32_t>& question,
+                                       int64_t max_tokens);
+
+}  // namespace proxykv::training

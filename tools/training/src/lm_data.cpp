@@ -1,0 +1,205 @@
+#include "proxykv/training/lm_data.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "proxykv/tasks/task_suite.h"
+#include "proxykv/tasks/vocabulary.h"
+
+namespace proxykv::training {
+namespace {
+
+using tasks::uniform_below;
+
+int64_t draw(std::mt19937_64& rng, int64_t lo, int64_t hi) {  // inclusive
+  return lo + static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(hi - lo + 1)));
+}
+
+void push(TrainingSequence& s, int32_t token, float weight) {
+  s.tokens.push_back(token);
+  s.weights.push_back(s.tokens.size() == 1 ? 0.f : weight);
+}
+
+void push_words(TrainingSequence& s, const std::vector<int32_t>& ids, float weight) {
+  for (int32_t id : ids) push(s, id, weight);
+}
+
+int32_t random_key_or_value(std::mt19937_64& rng) {
+  return static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys + tasks::kNumValues));
+}
+
+// Facts drawn for a training context: small enough to fit, varied enough to teach distractors.
+int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_tokens) {
+  if (task == "niah_single") return 1;
+  if (task == "variable_tracking") return static_cast<int>(draw(rng, 1, std::min<int64_t>(4, context_tokens / 64 + 1)));
+  if (task == "kv_retrieval") return static_cast<int>(draw(rng, 2, std::clamp<int64_t>(context_tokens / 16, 2, 64)));
+  return static_cast<int>(draw(rng, 2, std::clamp<int64_t>(context_tokens / 32, 2, 16)));
+}
+
+Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
+                                        int facts, int queries) {
+  tasks::TaskSpec spec;
+  spec.task = task;
+  spec.length_tokens = context_tokens;
+  spec.facts = facts;
+  spec.queries = queries;
+  spec.n_contexts = 1;
+  spec.seed = rng();
+  // Too many facts for the length: halve until they fit (a training sample, not a user request).
+  for (;;) {
+    auto generated = tasks::generate_tasks(spec);
+    if (generated.is_ok()) return std::move(generated->front());
+    if (spec.facts <= 1) return generated.status();
+    spec.facts = std::max(1, spec.facts / 2);
+  }
+}
+
+const std::string& pick_task(std::mt19937_64& rng, const std::vector<std::string>& allowed) {
+  const auto& pool = allowed.empty() ? tasks::task_families() : allowed;
+  return pool[uniform_below(rng, pool.size())];
+}
+
+}  // namespace
+
+TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  while (static_cast<int64_t>(s.tokens.size()) < length) {
+    const int64_t have = static_cast<int64_t>(s.tokens.size());
+    if (have >= 8 && uniform_below(rng, 2) == 0) {
+      const int64_t span = std::min<int64_t>(draw(rng, 4, 16), have - 1);
+      const int64_t src = draw(rng, 1, have - span);
+      for (int64_t i = 0; i < span; ++i) push(s, s.tokens[src + i], 1.f);
+    } else {
+      const int64_t run = draw(rng, 1, 16);
+      for (int64_t i = 0; i < run; ++i) push(s, random_key_or_value(rng), 1.f);
+    }
+  }
+  s.tokens.resize(length);
+  s.weights.resize(length);
+  return s;
+}
+
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight) {
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  std::vector<int32_t> keys, values;
+  for (int i = 0; i < facts; ++i) {
+    int32_t k;
+    do {
+      k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
+    } while (std::find(keys.begin(), keys.end(), k) != keys.end());
+    keys.push_back(k);
+    values.push_back(static_cast<int32_t>(tasks::kFirstValueId + uniform_below(rng, tasks::kNumValues)));
+    push(s, k, other_weight);
+    push(s, values.back(), other_weight);
+  }
+  push(s, tasks::kSepId, other_weight);
+  for (int q = 0; q < queries; ++q) {
+    const size_t i = uniform_below(rng, keys.size());  // with replacement: no "not asked yet" shortcut
+    push(s, keys[i], other_weight);
+    push(s, values[i], 1.f);
+  }
+  return s;
+}
+
+Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
+                                     int qa, float context_weight) {
+  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  push(s, tasks::kCtxId, 0.f);
+  push_words(s, tasks::family_encode(ctx.context), context_weight);
+  push(s, tasks::kCtxEndId, context_weight);
+  for (const auto& q : ctx.queries) {
+    push(s, tasks::kQuestionId, context_weight);
+    push_words(s, tasks::family_encode(q.question), context_weight);
+    push(s, tasks::kAnswerId, context_weight);
+    std::string answer;
+    for (const auto& a : q.answers) answer += (answer.empty() ? "" : " ") + a;
+    push_words(s, tasks::family_encode(answer), 1.f);
+    push(s, tasks::kEosId, 1.f);
+  }
+  return s;
+}
+
+Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
+                                       int64_t chunk_tokens, float context_weight) {
+  const int facts = draw_facts(rng, task, context_tokens);
+  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, 1));
+  const std::vector<int32_t> words = tasks::family_encode(ctx.context);
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  push(s, tasks::kCtxId, 0.f);
+  push_words(s, words, context_weight);
+  push(s, tasks::kCtxEndId, context_weight);
+  push(s, tasks::kRepeatId, 0.f);
+  const int64_t n = static_cast<int64_t>(words.size());
+  int64_t start = 0;
+  if (n > chunk_tokens && uniform_below(rng, 2) == 1) start = draw(rng, 8, n - 1);
+  const int64_t end = std::min(n, start + chunk_tokens);
+  if (start > 0) {
+    for (int64_t i = std::max<int64_t>(0, start - 8); i < start; ++i) push(s, words[i], 0.f);  // the prompt's tail
+  }
+  for (int64_t i = start; i < end; ++i) push(s, words[i], 1.f);
+  return s;
+}
+
+Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) return invalid_argument(origin + ": a phase must be an object");
+  PhaseMix p;
+  try {
+    p.name = j.value("name", std::string("phase"));
+    p.steps = j.at("steps").get<int64_t>();
+    p.batch = j.value("batch", p.batch);
+    const auto& mix = j.at("mix");
+    p.w_induction = mix.value("induction", 0.0);
+    p.w_recall = mix.value("recall", 0.0);
+    p.w_task = mix.value("tasks", 0.0);
+    p.w_repeat = mix.value("repeat", 0.0);
+    p.induction_length = j.value("induction_length", p.induction_length);
+    p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
+    p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
+    p.context_min = j.value("context_min", p.context_min);
+    p.context_max = j.value("context_max", p.context_max);
+    p.tasks = j.value("tasks", std::vector<std::string>{});
+    p.qa_per_sequence = j.value("qa_per_sequence", p.qa_per_sequence);
+    p.context_weight = j.value("context_weight", p.context_weight);
+    p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
+  } catch (const nlohmann::json::exception& e) {
+    return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
+  }
+  const std::string where = origin + ": phase '" + p.name + "': ";
+  if (p.steps < 0 || p.batch < 1) return invalid_argument(where + "steps must be >= 0 and batch >= 1");
+  if (p.w_induction < 0 || p.w_recall < 0 || p.w_task < 0 || p.w_repeat < 0 ||
+      p.w_induction + p.w_recall + p.w_task + p.w_repeat <= 0) {
+    return invalid_argument(where + "mix weights must be >= 0 with a positive sum");
+  }
+  if (p.context_min < 16 || p.context_max < p.context_min) return invalid_argument(where + "bad context_min/max");
+  if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
+    return invalid_argument(where + "bad recall_facts_min/max");
+  }
+  for (const auto& t : p.tasks) {
+    if (!tasks::is_task_family(t)) return invalid_argument(where + "unknown task '" + t + "'");
+  }
+  return p;
+}
+
+Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix& p) {
+  const double total = p.w_induction + p.w_recall + p.w_task + p.w_repeat;
+  const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) * total;
+  if (u < p.w_induction) return sample_induction(rng, p.induction_length);
+  if (u < p.w_induction + p.w_recall) {
+    const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
+    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f);
+  }
+  const std::string& task = pick_task(rng, p.tasks);
+  const int64_t length = draw(rng, p.context_min, p.context_max);
+  if (u < p.w_induction + p.w_recall + p.w_task) {
+    return sample_task(rng, task, length, draw_facts(rng, task, length), p.qa_per_sequence, p.context_weight);
+  }
+  return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
+}
+
+}  // namespace proxykv::training

@@ -1,0 +1,336 @@
+#include "proxykv/training/lm_trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+
+#include "proxykv/tasks/task_suite.h"
+#include "proxykv/tasks/vocabulary.h"
+
+namespace proxykv::training {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h";
+  out << std::setw(s >= 3600 ? 2 : 1) << std::setfill('0') << (s % 3600) / 60 << "m" << std::setw(2) << s % 60
+      << "s";
+  return out.str();
+}
+
+double lr_at(const TrainLmConfig& c, int64_t step) {
+  const int64_t total = std::max<int64_t>(1, c.total_steps());
+  if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps);
+  const double progress = static_cast<double>(step - c.warmup_steps) / std::max<int64_t>(1, total - c.warmup_steps);
+  const double cosine = 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress)));
+  return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine);
+}
+
+// Phase of a global step.
+const PhaseMix& phase_at(const TrainLmConfig& c, int64_t step) {
+  int64_t end = 0;
+  for (const auto& p : c.phases) {
+    end += p.steps;
+    if (step < end) return p;
+  }
+  return c.phases.back();
+}
+
+struct Batch {
+  at::Tensor inputs, targets, weights;
+  int64_t tokens = 0;
+};
+
+Result<Batch> make_batch(const TrainLmConfig& c, int64_t step, const PhaseMix& phase) {
+  std::mt19937_64 rng(c.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull + 1);
+  std::vector<TrainingSequence> seqs;
+  size_t max_len = 2;
+  for (int64_t b = 0; b < phase.batch; ++b) {
+    PROXYKV_ASSIGN_OR_RETURN(TrainingSequence s, sample_from_phase(rng, phase));
+    max_len = std::max(max_len, s.tokens.size());
+    seqs.push_back(std::move(s));
+  }
+  const int64_t B = phase.batch, T = static_cast<int64_t>(max_len);
+  at::Tensor tokens = at::full({B, T}, tasks::kPadId, at::kLong);
+  at::Tensor weights = at::zeros({B, T}, at::kFloat);
+  auto tok = tokens.accessor<int64_t, 2>();
+  auto w = weights.accessor<float, 2>();
+  Batch batch;
+  for (int64_t b = 0; b < B; ++b) {
+    for (size_t i = 0; i < seqs[b].tokens.size(); ++i) {
+      tok[b][i] = seqs[b].tokens[i];
+      w[b][i] = seqs[b].weights[i];
+    }
+    batch.tokens += static_cast<int64_t>(seqs[b].tokens.size());
+  }
+  batch.inputs = tokens.narrow(1, 0, T - 1);
+  batch.targets = tokens.narrow(1, 1, T - 1);
+  batch.weights = weights.narrow(1, 1, T - 1);
+  return batch;
+}
+
+void set_trainable(DecoderLM& model) {
+  for (at::Tensor p : model.weights().parameters()) p.requires_grad_(true);
+}
+
+std::vector<torch::optim::OptimizerParamGroup> param_groups(const DecoderLM& model, double weight_decay) {
+  std::vector<at::Tensor> decay, no_decay;
+  for (const at::Tensor& p : model.weights().parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions().weight_decay(weight_decay)));
+  groups.emplace_back(no_decay,
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions().weight_decay(0.0)));
+  return groups;
+}
+
+Status save_checkpoint(const TrainLmConfig& c, const DecoderLM& model, torch::optim::AdamW& opt, int64_t step) {
+  const fs::path dir = fs::path(c.out_dir) / "checkpoint";
+  const fs::path tmp = fs::path(c.out_dir) / "checkpoint.tmp";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  PROXYKV_RETURN_IF_ERROR(model.save(tmp.string()));
+  try {
+    torch::save(opt, (tmp / "optimizer.pt").string());
+  } catch (const std::exception& e) {
+    return invalid_argument(tmp.string() + ": cannot save optimizer state: " + e.what());
+  }
+  std::ofstream((tmp / "trainer_state.json").string()) << json{{"step", step}, {"seed", c.seed}}.dump() << "\n";
+  fs::remove_all(dir, ec);
+  fs::rename(tmp, dir, ec);  // the previous checkpoint stays whole until the new one is complete
+  if (ec) return invalid_argument(dir.string() + ": cannot move checkpoint into place: " + ec.message());
+  return Status::ok();
+}
+
+}  // namespace
+
+int64_t TrainLmConfig::total_steps() const {
+  int64_t n = 0;
+  for (const auto& p : phases) n += p.steps;
+  return n;
+}
+
+Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string& origin) {
+  TrainLmConfig c;
+  try {
+    c.model_config = j.at("model");
+    c.seed = j.value("seed", c.seed);
+    c.out_dir = j.at("out_dir").get<std::string>();
+    c.threads = j.value("threads", c.threads);
+    c.device = j.value("device", c.device);
+    c.init_std = j.value("init_std", c.init_std);
+    const json opt = j.value("optimizer", json::object());
+    c.lr = opt.value("lr", c.lr);
+    if (opt.contains("betas")) {
+      c.beta1 = opt.at("betas").at(0).get<double>();
+      c.beta2 = opt.at("betas").at(1).get<double>();
+    }
+    c.weight_decay = opt.value("weight_decay", c.weight_decay);
+    c.clip = opt.value("clip", c.clip);
+    c.min_lr_ratio = opt.value("min_lr_ratio", c.min_lr_ratio);
+    c.warmup_steps = opt.value("warmup_steps", c.warmup_steps);
+    c.log_every = j.value("log_every", c.log_every);
+    c.checkpoint_every = j.value("checkpoint_every", c.checkpoint_every);
+    c.eval_every = j.value("eval_every", c.eval_every);
+    const json ev = j.value("eval", json::object());
+    c.eval_length = ev.value("length", c.eval_length);
+    c.eval_contexts = ev.value("contexts", c.eval_contexts);
+    c.eval_queries = ev.value("queries", c.eval_queries);
+    c.eval_seed = ev.value("seed", c.eval_seed);
+    c.eval_tasks = ev.value("tasks", std::vector<std::string>{});
+    if (!j.at("phases").is_array() || j.at("phases").empty()) return invalid_argument(origin + ": 'phases' is empty");
+    for (const auto& p : j.at("phases")) {
+      PROXYKV_ASSIGN_OR_RETURN(PhaseMix phase, PhaseMix::from_json(p, origin));
+      c.phases.push_back(std::move(phase));
+    }
+  } catch (const json::exception& e) {
+    return invalid_argument(origin + ": " + e.what());
+  }
+  PROXYKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::from_json(c.model_config, origin + ": model"));
+  if (spec.vocab_size != tasks::kFamilyVocabSize) {
+    return invalid_argument(origin + ": model.vocab_size must be the family's " +
+                            std::to_string(tasks::kFamilyVocabSize));
+  }
+  if (c.lr <= 0 || c.warmup_steps < 1 || c.threads < 0 || c.log_every < 1) {
+    return invalid_argument(origin + ": need lr > 0, warmup_steps >= 1, threads >= 0, log_every >= 1");
+  }
+  return c;
+}
+
+Result<TrainLmConfig> TrainLmConfig::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found(path + ": cannot open training config");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  json j = json::parse(buf.str(), nullptr, false);
+  if (j.is_discarded()) return invalid_argument(path + ": not valid JSON");
+  return from_json(j, path);
+}
+
+std::vector<int32_t> answer_from_cache(const DecoderLM& model, KvCache& cache, const std::vector<int32_t>& question,
+                                       int64_t max_tokens) {
+  KvCache::Snapshot snap = cache.snapshot();
+  std::vector<int64_t> prompt(question.begin(), question.end());
+  std::vector<int64_t> out = model.generate_greedy(at::tensor(prompt, at::TensorOptions().dtype(at::kLong)), cache,
+                                                   max_tokens, {tasks::kEosId});
+  cache.restore(snap);
+  std::vector<int32_t> answer;
+  for (int64_t id : out) {
+    if (id == tasks::kEosId) break;
+    answer.push_back(static_cast<int32_t>(id));
+  }
+  return answer;
+}
+
+Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vector<std::string>& task_names,
+                                          int64_t length, int contexts, int queries, uint64_t seed) {
+  RetrievalScore score;
+  double total_correct = 0;
+  const auto& names = task_names.empty() ? tasks::task_families() : task_names;
+  for (const auto& task : names) {
+    tasks::TaskSpec spec{task, length, tasks::default_facts(task), queries, contexts, seed};
+    PROXYKV_ASSIGN_OR_RETURN(auto generated, tasks::generate_tasks(spec));
+    int correct = 0, asked = 0;
+    for (const auto& ctx : generated) {
+      std::vector<int32_t> prompt{tasks::kBosId, tasks::kCtxId};
+      for (int32_t id : tasks::family_encode(ctx.context)) prompt.push_back(id);
+      prompt.push_back(tasks::kCtxEndId);
+      KvCache cache = model.new_cache();
+      std::vector<int64_t> p64(prompt.begin(), prompt.end());
+      model.prefill(at::tensor(p64, at::TensorOptions().dtype(at::kLong)), cache);
+      for (const auto& q : ctx.queries) {
+        std::vector<int32_t> question{tasks::kQuestionId};
+        for (int32_t id : tasks::family_encode(q.question)) question.push_back(id);
+        question.push_back(tasks::kAnswerId);
+        const std::string text = tasks::family_decode(answer_from_cache(model, cache, question, 32));
+        correct += tasks::string_match_all(text, q.answers) ? 1 : 0;
+        ++asked;
+      }
+    }
+    score.accuracy[task] = asked ? static_cast<double>(correct) / asked : 0.0;
+    total_correct += correct;
+    score.queries += asked;
+  }
+  score.mean = score.queries ? total_correct / score.queries : 0.0;
+  return score;
+}
+
+Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream& progress, int64_t stop_after) {
+  if (c.threads > 0) at::set_num_threads(c.threads);
+  PROXYKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::from_json(c.model_config, "model"));
+  LoadOptions load{c.device, "float32"};
+  std::error_code ec;
+  fs::create_directories(c.out_dir, ec);
+  if (ec) return invalid_argument(c.out_dir + ": cannot create: " + ec.message());
+
+  const fs::path ckpt = fs::path(c.out_dir) / "checkpoint";
+  int64_t start_step = 0;
+  std::unique_ptr<DecoderLM> model;
+  const bool from_checkpoint = resume && fs::exists(ckpt / "trainer_state.json");
+  if (from_checkpoint) {
+    PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::load(ckpt.string(), load));
+    std::ifstream in(ckpt / "trainer_state.json");
+    json state = json::parse(in, nullptr, false);
+    if (state.is_discarded() || !state.contains("step")) return invalid_argument(ckpt.string() + ": bad trainer_state");
+    start_step = state.at("step").get<int64_t>();
+  } else {
+    PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::random_init(spec, c.seed, c.init_std, load));
+  }
+  set_trainable(*model);
+  torch::optim::AdamW opt(param_groups(*model, c.weight_decay),
+                          torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}));
+  if (from_checkpoint) {
+    try {
+      torch::load(opt, (ckpt / "optimizer.pt").string());
+    } catch (const std::exception& e) {
+      return invalid_argument(ckpt.string() + ": cannot load optimizer state: " + e.what());
+    }
+    progress << "resumed from " << ckpt.string() << " at step " << start_step << "\n";
+  }
+  progress << "training " << architecture_class_name(spec.arch) << " " << spec.num_layers << " layers, hidden "
+           << spec.hidden_size << ", " << spec.num_parameters() << " params; " << c.total_steps() << " steps; threads "
+           << at::get_num_threads() << "\n";
+
+  TrainLmResult result;
+  const int64_t total = c.total_steps();
+  auto t_start = std::chrono::steady_clock::now();
+  int64_t tokens_since = 0;
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  auto t_log = t_start;
+  const int64_t end_step = stop_after > 0 ? std::min(total, start_step + stop_after) : total;
+  result.steps = start_step;
+  for (int64_t step = start_step; step < end_step; ++step) {
+    const PhaseMix& phase = phase_at(c, step);
+    PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, step, phase));
+    const double lr = lr_at(c, step);
+    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+    at::Tensor logits = model->forward_batch(batch.inputs);
+    at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
+    at::Tensor nll = -logp.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
+    at::Tensor loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
+    opt.zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(model->weights().parameters(), c.clip);
+    opt.step();
+
+    const double l = loss.item<double>();
+    if (!std::isfinite(l)) return internal_error("loss is not finite at step " + std::to_string(step));
+    result.losses.push_back(l);
+    loss_sum += l;
+    ++loss_count;
+    tokens_since += batch.tokens;
+    result.steps = step + 1;
+
+    if ((step + 1) % c.log_every == 0 || step + 1 == total) {
+      const auto now = std::chrono::steady_clock::now();
+      const double dt = std::chrono::duration<double>(now - t_log).count();
+      const double elapsed = std::chrono::duration<double>(now - t_start).count();
+      const double eta = elapsed / (step + 1 - start_step) * (total - step - 1);
+      progress << "step " << step + 1 << "/" << total << " [" << phase.name << "] loss " << std::fixed
+               << std::setprecision(4) << loss_sum / loss_count << " lr " << std::scientific << std::setprecision(2)
+               << lr << std::fixed << std::setprecision(0) << " tok/s " << tokens_since / std::max(dt, 1e-9)
+               << " elapsed " << format_duration(elapsed) << " ETA " << format_duration(eta) << std::endl;
+      t_log = now;
+      tokens_since = 0;
+      loss_sum = 0;
+      loss_count = 0;
+    }
+    if (c.eval_every > 0 && (step + 1) % c.eval_every == 0) {
+      PROXYKV_ASSIGN_OR_RETURN(RetrievalScore s, evaluate_retrieval(*model, c.eval_tasks, c.eval_length,
+                                                                    c.eval_contexts, c.eval_queries, c.eval_seed));
+      progress << "eval step " << step + 1 << " length " << c.eval_length << ": mean " << std::setprecision(3)
+               << s.mean;
+      for (const auto& [task, acc] : s.accuracy) progress << " " << task << " " << acc;
+      progress << std::endl;
+    }
+    if (c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
+      PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, *model, opt, step + 1));
+    }
+  }
+  PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, *model, opt, result.steps));
+  if (result.steps < total) {
+    progress << "stopped at step " << result.steps << "/" << total << "; continue with --resume" << std::endl;
+    return result;
+  }
+  PROXYKV_RETURN_IF_ERROR(model->save(c.out_dir));
+  PROXYKV_RETURN_IF_ERROR(tasks::write_family_tokenizer((fs::path(c.out_dir) / "tokenizer.json").string()));
+  return result;
+}
+
+}  // namespace proxykv::training
