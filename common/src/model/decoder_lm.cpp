@@ -302,6 +302,15 @@ std::vector<int64_t> DecoderLM::generate_greedy(const at::Tensor& prompt, KvCach
   return out;
 }
 
+std::vector<int64_t> DecoderLM::answer(const at::Tensor& question, KvCache& cache, int64_t max_new_tokens,
+                                       const std::vector<int64_t>& stop_ids) const {
+  const KvCache::Snapshot before = cache.snapshot();
+  std::vector<int64_t> out = generate_greedy(question, cache, max_new_tokens, stop_ids);
+  cache.restore(before);
+  if (!out.empty() && std::find(stop_ids.begin(), stop_ids.end(), out.back()) != stop_ids.end()) out.pop_back();
+  return out;
+}
+
 at::Tensor DecoderLM::forward_batch(const at::Tensor& ids) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t H = spec_.num_heads, Hkv = spec_.num_kv_heads, D = spec_.head_dim, G = spec_.group_size();

@@ -181,21 +181,6 @@ Result<TrainLmConfig> TrainLmConfig::from_file(const std::string& path) {
   return from_json(j, path);
 }
 
-std::vector<int32_t> answer_from_cache(const DecoderLM& model, KvCache& cache, const std::vector<int32_t>& question,
-                                       int64_t max_tokens) {
-  KvCache::Snapshot snap = cache.snapshot();
-  std::vector<int64_t> prompt(question.begin(), question.end());
-  std::vector<int64_t> out = model.generate_greedy(at::tensor(prompt, at::TensorOptions().dtype(at::kLong)), cache,
-                                                   max_tokens, {tasks::kEosId});
-  cache.restore(snap);
-  std::vector<int32_t> answer;
-  for (int64_t id : out) {
-    if (id == tasks::kEosId) break;
-    answer.push_back(static_cast<int32_t>(id));
-  }
-  return answer;
-}
-
 Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vector<std::string>& task_names,
                                           int64_t length, int contexts, int queries, uint64_t seed) {
   RetrievalScore score;
@@ -216,7 +201,10 @@ Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vec
         std::vector<int32_t> question{tasks::kQuestionId};
         for (int32_t id : tasks::family_encode(q.question)) question.push_back(id);
         question.push_back(tasks::kAnswerId);
-        const std::string text = tasks::family_decode(answer_from_cache(model, cache, question, 32));
+        std::vector<int64_t> q64(question.begin(), question.end());
+        std::vector<int64_t> answer =
+            model.answer(at::tensor(q64, at::TensorOptions().dtype(at::kLong)), cache, 32, {tasks::kEosId});
+        const std::string text = tasks::family_decode(std::vector<int32_t>(answer.begin(), answer.end()));
         correct += tasks::string_match_all(text, q.answers) ? 1 : 0;
         ++asked;
       }

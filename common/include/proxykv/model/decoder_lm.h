@@ -77,6 +77,11 @@ class DecoderLM {
   // Greedy decoding after `prompt` (prefilled into `cache`); stops after max_new_tokens or at a stop id.
   std::vector<int64_t> generate_greedy(const at::Tensor& prompt, KvCache& cache, int64_t max_new_tokens,
                                        const std::vector<int64_t>& stop_ids = {}) const;
+  // Answers a question from a prefilled context: greedy after `question`, then the cache is restored to what it
+  // was before, so the question's KV is dropped and the next question sees only the context. The stop id that
+  // ended generation, if any, is not returned.
+  std::vector<int64_t> answer(const at::Tensor& question, KvCache& cache, int64_t max_new_tokens,
+                              const std::vector<int64_t>& stop_ids) const;
 
   // Training/reference path: full causal forward over ids [B, T] (positions 0..T-1), no cache, with autograd.
   // Returns logits [B, T, vocab] in the compute dtype.

@@ -61,8 +61,4 @@ struct RetrievalScore {
 Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vector<std::string>& task_names,
                                           int64_t length, int contexts, int queries, uint64_t seed);
 
-// Greedy answer of one question from a prefilled context cache; the question's KV is dropped afterwards.
-std::vector<int32_t> answer_from_cache(const DecoderLM& model, KvCache& cache, const std::vector<int32_t>& question,
-                                       int64_t max_tokens);
-
 }  // namespace proxykv::training

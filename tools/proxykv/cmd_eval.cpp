@@ -1,0 +1,105 @@
+// proxykv eval: accuracy of a target model on task files (JSONL), per method and task.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "commands.h"
+#include "model_options.h"
+#include "proxykv/eval/evaluator.h"
+
+namespace proxykv::cli {
+namespace {
+
+struct EvalArgs {
+  std::string target;
+  std::vector<std::string> data;
+  std::vector<std::string> methods{"full"};
+  std::string out;
+  int64_t limit = 0;
+  int64_t max_answer_tokens = 48;
+  RuntimeOptions runtime;
+};
+
+// A progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise (logs stay readable).
+class ProgressBar {
+ public:
+  ProgressBar() : tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
+  void operator()(int64_t done, int64_t total) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double eta = done ? elapsed / done * (total - done) : 0;
+    const int width = 30, filled = static_cast<int>(width * done / std::max<int64_t>(total, 1));
+    const int decile = static_cast<int>(10 * done / std::max<int64_t>(total, 1));
+    if (!tty_ && decile == last_decile_ && done != total) return;
+    last_decile_ = decile;
+    std::cerr << (tty_ ? "\r" : "") << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
+              << done << "/" << total << " contexts, " << std::fixed << std::setprecision(0) << elapsed
+              << " s, ETA " << eta << " s" << (tty_ && done != total ? "" : "\n") << std::flush;
+  }
+
+ private:
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+  int last_decile_ = -1;
+};
+
+Status run_eval(const EvalArgs& args) {
+  args.runtime.apply();
+  PROXYKV_ASSIGN_OR_RETURN(auto target, DecoderLM::load(args.target, args.runtime.load_options()));
+  PROXYKV_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                           Tokenizer::from_file((std::filesystem::path(args.target) / "tokenizer.json").string()));
+  std::vector<tasks::TaskContext> contexts;
+  for (const auto& file : args.data) {
+    PROXYKV_ASSIGN_OR_RETURN(auto read, tasks::read_task_file(file));
+    const size_t n = args.limit > 0 ? std::min<size_t>(read.size(), args.limit) : read.size();
+    contexts.insert(contexts.end(), read.begin(), read.begin() + n);
+  }
+  if (contexts.empty()) return invalid_argument("the data files hold no contexts");
+  eval::EvalOptions options;
+  options.methods = args.methods;
+  options.max_answer_tokens = args.max_answer_tokens;
+  PROXYKV_ASSIGN_OR_RETURN(eval::Evaluator evaluator, eval::Evaluator::create(*target, tokenizer, options));
+  ProgressBar bar;
+  PROXYKV_ASSIGN_OR_RETURN(eval::EvalReport report, evaluator.run(contexts, std::ref(bar)));
+  nlohmann::json j = report.to_json();
+  std::ofstream out(args.out);
+  out << j.dump(2) << "\n";
+  if (!out) return invalid_argument(args.out + ": cannot write results");
+  for (const auto& row : j["results"]) {
+    std::cout << std::left << std::setw(10) << row["method"].get<std::string>() << std::setw(6)
+              << row["keep_ratio"].get<double>() << std::setw(20) << row["task"].get<std::string>() << " accuracy "
+              << std::fixed << std::setprecision(3) << row["accuracy"].get<double>() << " (" << row["queries"]
+              << " queries, " << std::setprecision(0) << row["context_tokens_mean"].get<double>() << " tokens)\n";
+  }
+  for (const auto& row : j["summary"]) {
+    std::cout << "summary " << row["method"].get<std::string>() << " " << row["keep_ratio"].get<double>()
+              << " accuracy " << std::setprecision(3) << row["accuracy"].get<double>() << "\n";
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "accuracy of a target model on task files (JSONL), per method and task");
+  cmd->add_option("--target", args->target, "target model directory (with tokenizer.json)")->required();
+  cmd->add_option("--data", args->data, "task files, comma-separated")->required()->delimiter(',');
+  cmd->add_option("--methods", args->methods, "compression methods, comma-separated")->delimiter(',');
+  cmd->add_option("--out", args->out, "results JSON")->required();
+  cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");
+  cmd->add_option("--max-answer-tokens", args->max_answer_tokens, "greedy decoding budget per query");
+  args->runtime.add_to(cmd);
+  cmd->callback([args] {
+    Status s = run_eval(*args);
+    if (!s.is_ok()) {
+      std::cerr << "proxykv eval: " << s.to_string() << "\n";
+      set_exit_code(1);
+    }
+  });
+}
+
+}  // namespace proxykv::cli
