@@ -1,0 +1,44 @@
+// Keep ratio -> which KV entries survive.
+//
+// Convention (KVzip's): the keep ratio rho is the FRACTION KEPT of the context's KV entries, counted over every
+// (layer, KV head, token) entry of the scored prompt; kvpress's "compression ratio" is 1 - rho. The budget is
+// round(rho * entries) at the chosen level, at least the sinks; sink tokens (the first n_sink) are always kept
+// and count against the budget. Ties break deterministically: the earlier token wins.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "proxykv/core/status.h"
+
+namespace proxykv::scoring {
+
+enum class SelectionLevel {
+  kGlobal,  // top rho of all L*H*T entries (non-uniform per layer and head; KVzip's default)
+  kLayer,   // top rho of each layer's H*T entries
+  kHead,    // top rho of each head's T entries (uniform)
+};
+
+Result<SelectionLevel> parse_selection_level(const std::string& name);
+const char* selection_level_name(SelectionLevel level);
+
+// The kept entries: keep[layer][head] is an ascending int64 index tensor, the form KvCache::compact takes.
+struct KeepSet {
+  std::vector<std::vector<at::Tensor>> keep;
+  int64_t kept = 0;
+  int64_t total = 0;
+  double ratio() const { return total ? static_cast<double>(kept) / static_cast<double>(total) : 0.0; }
+  // Bool mask [L, H, T] (true = kept).
+  at::Tensor mask(int64_t num_tokens) const;
+};
+
+// scores: float [L, H, T]. rho in (0, 1].
+Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink);
+
+// Fraction of `reference`'s kept entries that `candidate` also keeps (top-rho recall).
+double keep_recall(const KeepSet& candidate, const KeepSet& reference, int64_t num_tokens);
+
+}  // namespace proxykv::scoring

@@ -1,0 +1,101 @@
+#include "proxykv/scoring/selection.h"
+
+#include <cmath>
+#include <limits>
+
+namespace proxykv::scoring {
+namespace {
+
+// Indices of the `k` best entries of a 1-D score vector; equal scores keep the earlier index (stable sort).
+at::Tensor top_indices(const at::Tensor& flat, int64_t k) {
+  at::Tensor order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  return order.narrow(0, 0, k);
+}
+
+int64_t budget(double rho, int64_t n) {
+  return std::min<int64_t>(n, std::max<int64_t>(1, static_cast<int64_t>(std::llround(rho * static_cast<double>(n)))));
+}
+
+}  // namespace
+
+Result<SelectionLevel> parse_selection_level(const std::string& name) {
+  if (name == "global") return SelectionLevel::kGlobal;
+  if (name == "layer") return SelectionLevel::kLayer;
+  if (name == "head") return SelectionLevel::kHead;
+  return invalid_argument("selection level '" + name + "' is not one of global, layer, head");
+}
+
+const char* selection_level_name(SelectionLevel level) {
+  switch (level) {
+    case SelectionLevel::kGlobal: return "global";
+    case SelectionLevel::kLayer: return "layer";
+    case SelectionLevel::kHead: return "head";
+  }
+  return "?";
+}
+
+at::Tensor KeepSet::mask(int64_t num_tokens) const {
+  const int64_t L = static_cast<int64_t>(keep.size());
+  const int64_t H = L ? static_cast<int64_t>(keep[0].size()) : 0;
+  at::Tensor m = at::zeros({L, H, num_tokens}, at::kBool);
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t h = 0; h < H; ++h) m[l][h].index_fill_(0, keep[l][h], true);
+  }
+  return m;
+}
+
+Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink) {
+  if (scores.dim() != 3) return invalid_argument("scores must be [layers, kv_heads, tokens]");
+  if (!(rho > 0.0 && rho <= 1.0)) return invalid_argument("keep ratio must lie in (0, 1], got " + std::to_string(rho));
+  const int64_t L = scores.size(0), H = scores.size(1), T = scores.size(2);
+  if (T == 0) return invalid_argument("no tokens to select from");
+  at::Tensor s = scores.to(at::kCPU, at::kFloat).clone();
+  s = at::nan_to_num(s, /*nan=*/-std::numeric_limits<float>::infinity());
+  const int64_t sinks = std::min(n_sink, T);
+  if (sinks > 0) s.narrow(2, 0, sinks).fill_(std::numeric_limits<float>::infinity());
+
+  at::Tensor mask = at::zeros({L, H, T}, at::kBool);
+  switch (level) {
+    case SelectionLevel::kGlobal: {
+      at::Tensor flat = s.reshape({-1});
+      const int64_t k = std::max(budget(rho, flat.numel()), sinks * L * H);
+      mask.view({-1}).index_fill_(0, top_indices(flat, k), true);
+      break;
+    }
+    case SelectionLevel::kLayer:
+      for (int64_t l = 0; l < L; ++l) {
+        at::Tensor flat = s[l].reshape({-1});
+        const int64_t k = std::max(budget(rho, flat.numel()), sinks * H);
+        mask[l].view({-1}).index_fill_(0, top_indices(flat, k), true);
+      }
+      break;
+    case SelectionLevel::kHead:
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t k = std::max(budget(rho, T), sinks);
+          mask[l][h].index_fill_(0, top_indices(s[l][h], k), true);
+        }
+      }
+      break;
+  }
+  KeepSet out;
+  out.total = L * H * T;
+  out.keep.resize(L);
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t h = 0; h < H; ++h) {
+      at::Tensor idx = mask[l][h].nonzero().squeeze(1);  // ascending
+      out.kept += idx.numel();
+      out.keep[l].push_back(idx);
+    }
+  }
+  return out;
+}
+
+double keep_recall(const KeepSet& candidate, const KeepSet& reference, int64_t num_tokens) {
+  at::Tensor ref = reference.mask(num_tokens);
+  const int64_t n = ref.sum().item<int64_t>();
+  if (n == 0) return 1.0;
+  return static_cast<double>((candidate.mask(num_tokens) & ref).sum().item<int64_t>()) / static_cast<double>(n);
+}
+
+}  // namespace proxykv::scoring

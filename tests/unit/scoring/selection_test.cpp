@@ -1,0 +1,124 @@
+#include "proxykv/scoring/selection.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <tuple>
+
+#include <gtest/gtest.h>
+
+namespace proxykv::scoring {
+namespace {
+
+// Slow, obvious top-k over a list of (score, flat index): higher score first, then lower index.
+std::vector<int64_t> reference_top(const std::vector<float>& scores, int64_t k) {
+  std::vector<int64_t> idx(scores.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
+    return std::make_tuple(-scores[a], a) < std::make_tuple(-scores[b], b);
+  });
+  idx.resize(k);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+int64_t round_budget(double rho, int64_t n) { return std::max<int64_t>(1, std::llround(rho * n)); }
+
+class SelectionCounts : public ::testing::TestWithParam<std::tuple<SelectionLevel, double>> {};
+
+TEST_P(SelectionCounts, ExactPerLevelAndEqualToReference) {
+  const auto [level, rho] = GetParam();
+  const int64_t L = 3, H = 2, T = 50, sinks = 2;
+  at::manual_seed(17);
+  // Scores with many ties (rounded), to exercise the tie rule.
+  at::Tensor scores = (at::rand({L, H, T}) * 8).floor();
+  auto sel = select_entries(scores, rho, level, sinks);
+  ASSERT_TRUE(sel.is_ok()) << sel.status().to_string();
+  at::Tensor mask = sel->mask(T);
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t h = 0; h < H; ++h) {
+      EXPECT_TRUE(mask[l][h].narrow(0, 0, sinks).all().item<bool>()) << "sinks always kept";
+    }
+  }
+  // The reference: sinks get +inf, then plain sorting within each selection group.
+  at::Tensor s = scores.clone();
+  s.narrow(2, 0, sinks).fill_(std::numeric_limits<float>::infinity());
+  std::vector<std::vector<int64_t>> groups;  // flat indices of each group
+  if (level == SelectionLevel::kGlobal) {
+    groups.emplace_back(L * H * T);
+    std::iota(groups[0].begin(), groups[0].end(), 0);
+  } else if (level == SelectionLevel::kLayer) {
+    for (int64_t l = 0; l < L; ++l) {
+      groups.emplace_back(H * T);
+      std::iota(groups.back().begin(), groups.back().end(), l * H * T);
+    }
+  } else {
+    for (int64_t g = 0; g < L * H; ++g) {
+      groups.emplace_back(T);
+      std::iota(groups.back().begin(), groups.back().end(), g * T);
+    }
+  }
+  at::Tensor flat_s = s.reshape({-1});
+  at::Tensor flat_m = mask.reshape({-1});
+  int64_t total_kept = 0;
+  for (const auto& g : groups) {
+    std::vector<float> gs;
+    for (int64_t i : g) gs.push_back(flat_s[i].item<float>());
+    const int64_t k = round_budget(rho, static_cast<int64_t>(g.size()));
+    std::vector<int64_t> want = reference_top(gs, k);
+    std::vector<int64_t> got;
+    for (size_t j = 0; j < g.size(); ++j) {
+      if (flat_m[g[j]].item<bool>()) got.push_back(static_cast<int64_t>(j));
+    }
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(static_cast<int64_t>(got.size()), k);  // exact count per group
+    total_kept += k;
+  }
+  EXPECT_EQ(sel->kept, total_kept);
+  EXPECT_EQ(sel->total, L * H * T);
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, SelectionCounts,
+                         ::testing::Combine(::testing::Values(SelectionLevel::kGlobal, SelectionLevel::kLayer,
+                                                             SelectionLevel::kHead),
+                                            ::testing::Values(0.1, 0.3, 0.5, 1.0)));
+
+TEST(Selection, TiesKeepEarlierTokens) {
+  auto sel = select_entries(at::zeros({1, 1, 10}), 0.3, SelectionLevel::kHead, 0);
+  ASSERT_TRUE(sel.is_ok());
+  EXPECT_TRUE(at::equal(sel->keep[0][0], at::tensor({0, 1, 2}, at::kLong)));
+}
+
+TEST(Selection, SinksWinEvenWhenTheBudgetIsSmaller) {
+  auto sel = select_entries(at::rand({1, 2, 100}), 0.01, SelectionLevel::kHead, 4);
+  ASSERT_TRUE(sel.is_ok());
+  EXPECT_EQ(sel->keep[0][0].numel(), 4);
+}
+
+TEST(Selection, GlobalLevelIsNonUniformAcrossHeads) {
+  at::Tensor scores = at::zeros({1, 2, 10});
+  scores[0][1].fill_(1.0);  // head 1 dominates
+  auto sel = select_entries(scores, 0.5, SelectionLevel::kGlobal, 0);
+  ASSERT_TRUE(sel.is_ok());
+  EXPECT_EQ(sel->keep[0][0].numel(), 0);
+  EXPECT_EQ(sel->keep[0][1].numel(), 10);
+}
+
+TEST(Selection, RejectsBadInput) {
+  EXPECT_FALSE(select_entries(at::rand({1, 1, 10}), 0.0, SelectionLevel::kHead, 0).is_ok());
+  EXPECT_FALSE(select_entries(at::rand({1, 1, 10}), 1.5, SelectionLevel::kHead, 0).is_ok());
+  EXPECT_FALSE(select_entries(at::rand({10}), 0.5, SelectionLevel::kHead, 0).is_ok());
+  EXPECT_FALSE(parse_selection_level("uniform").is_ok());
+}
+
+TEST(Selection, RecallAgainstItselfIsOne) {
+  at::Tensor scores = at::rand({2, 2, 30});
+  auto a = select_entries(scores, 0.3, SelectionLevel::kGlobal, 1);
+  ASSERT_TRUE(a.is_ok());
+  EXPECT_DOUBLE_EQ(keep_recall(*a, *a, 30), 1.0);
+  auto b = select_entries(-scores, 0.3, SelectionLevel::kGlobal, 1);
+  EXPECT_LT(keep_recall(*b, *a, 30), 0.5);
+}
+
+}  // namespace
+}  // namespace proxykv::scoring
