@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev
   libpcre2-dev libutf8proc-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
-  curl python3
+  curl python3 gnuplot-nox
 )
 # The tokenizer parity test runs the reference JS tokenizer; node/npm from Debian only where none is present.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
