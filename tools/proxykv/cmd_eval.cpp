@@ -18,7 +18,12 @@ struct EvalArgs {
   std::string target;
   std::vector<std::string> data;
   std::vector<std::string> methods{"full"};
+  std::vector<double> ratios{0.1, 0.2, 0.3, 0.5, 0.7};
+  std::string level = "global";
   std::string out;
+  std::string plot;
+  int64_t kvzip_chunk = 2048;
+  uint64_t seed = 0;
   int64_t limit = 0;
   int64_t max_answer_tokens = 48;
   RuntimeOptions runtime;
@@ -60,7 +65,11 @@ Status run_eval(const EvalArgs& args) {
   if (contexts.empty()) return invalid_argument("the data files hold no contexts");
   eval::EvalOptions options;
   options.methods = args.methods;
+  options.ratios = args.ratios;
   options.max_answer_tokens = args.max_answer_tokens;
+  options.kvzip_chunk = args.kvzip_chunk;
+  options.seed = args.seed;
+  PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
   PROXYKV_ASSIGN_OR_RETURN(eval::Evaluator evaluator, eval::Evaluator::create(*target, tokenizer, options));
   ProgressBar bar;
   PROXYKV_ASSIGN_OR_RETURN(eval::EvalReport report, evaluator.run(contexts, std::ref(bar)));
@@ -68,15 +77,23 @@ Status run_eval(const EvalArgs& args) {
   std::ofstream out(args.out);
   out << j.dump(2) << "\n";
   if (!out) return invalid_argument(args.out + ": cannot write results");
-  for (const auto& row : j["results"]) {
-    std::cout << std::left << std::setw(10) << row["method"].get<std::string>() << std::setw(6)
-              << row["keep_ratio"].get<double>() << std::setw(20) << row["task"].get<std::string>() << " accuracy "
-              << std::fixed << std::setprecision(3) << row["accuracy"].get<double>() << " (" << row["queries"]
-              << " queries, " << std::setprecision(0) << row["context_tokens_mean"].get<double>() << " tokens)\n";
-  }
-  for (const auto& row : j["summary"]) {
-    std::cout << "summary " << row["method"].get<std::string>() << " " << row["keep_ratio"].get<double>()
-              << " accuracy " << std::setprecision(3) << row["accuracy"].get<double>() << "\n";
+  std::cout << std::left << std::setw(10) << "method" << std::setw(7) << "ratio" << std::setw(20) << "task"
+            << std::setw(10) << "accuracy" << std::setw(10) << "fidelity" << std::setw(9) << "queries"
+            << std::setw(12) << "kv_bytes" << "score_s\n";
+  auto print = [](const nlohmann::json& row, const std::string& task) {
+    std::cout << std::left << std::setw(10) << row["method"].get<std::string>() << std::setw(7) << std::fixed
+              << std::setprecision(2) << row["keep_ratio"].get<double>() << std::setw(20) << task << std::setw(10)
+              << std::setprecision(3) << row["accuracy"].get<double>() << std::setw(10)
+              << row["fidelity"].get<double>() << std::setw(9) << row["queries"].get<int64_t>() << std::setw(12)
+              << std::setprecision(0) << row["kv_bytes"].get<double>() << std::setprecision(4)
+              << row["score_s"].get<double>() << "\n";
+  };
+  for (const auto& row : j["results"]) print(row, row["task"].get<std::string>());
+  for (const auto& row : j["summary"]) print(row, "(all)");
+  std::cout << "mean prefill " << std::setprecision(4) << j["prefill_s"].get<double>() << " s per context\n";
+  if (!args.plot.empty()) {
+    PROXYKV_RETURN_IF_ERROR(eval::plot_accuracy(j, args.plot, "accuracy vs keep ratio (" + args.level + ")"));
+    std::cerr << "proxykv eval: wrote " << args.plot << "\n";
   }
   return Status::ok();
 }
@@ -89,7 +106,12 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--target", args->target, "target model directory (with tokenizer.json)")->required();
   cmd->add_option("--data", args->data, "task files, comma-separated")->required()->delimiter(',');
   cmd->add_option("--methods", args->methods, "compression methods, comma-separated")->delimiter(',');
+  cmd->add_option("--ratios", args->ratios, "keep ratios (fraction of KV kept), comma-separated")->delimiter(',');
+  cmd->add_option("--level", args->level, "selection level: global | layer | head");
+  cmd->add_option("--kvzip-chunk", args->kvzip_chunk, "KVzip reconstruction chunk (tokens)");
+  cmd->add_option("--seed", args->seed, "seed of the random scorer");
   cmd->add_option("--out", args->out, "results JSON")->required();
+  cmd->add_option("--plot", args->plot, "accuracy-vs-ratio plot (PNG, needs gnuplot)");
   cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");
   cmd->add_option("--max-answer-tokens", args->max_answer_tokens, "greedy decoding budget per query");
   args->runtime.add_to(cmd);

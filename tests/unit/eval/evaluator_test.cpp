@@ -37,8 +37,10 @@ TEST(Evaluator, ReportCountsEveryQueryAndDropsQuestionKv) {
   auto contexts = tasks::generate_tasks(spec);
   ASSERT_TRUE(contexts.is_ok());
 
-  auto [cache, n] = ev->prefill_context((*contexts)[0].context);
-  EXPECT_EQ(n, 120);
+  at::Tensor prompt = ev->context_prompt((*contexts)[0].context);
+  EXPECT_EQ(prompt.size(0), 120 + 3);  // <bos> <ctx> ... </ctx>
+  KvCache cache = model->new_cache();
+  model->prefill(prompt, cache);
   const int64_t before = cache.length(0, 0);
   ev->answer(cache, (*contexts)[0].queries[0].question);
   EXPECT_EQ(cache.length(0, 0), before);  // the question's KV was dropped
@@ -64,10 +66,46 @@ TEST(Evaluator, ReportCountsEveryQueryAndDropsQuestionKv) {
   EXPECT_LE(acc, 1.0);
 }
 
+TEST(Evaluator, KeepingEverythingChangesNoAnswerAndBytesFollowTheRatio) {
+  auto model = tiny_family_model();
+  Tokenizer tok = family_tokenizer();
+  EvalOptions opts;
+  opts.methods = {"full", "random", "streaming"};
+  opts.ratios = {0.5, 1.0};
+  auto ev = Evaluator::create(*model, tok, opts);
+  ASSERT_TRUE(ev.is_ok()) << ev.status().to_string();
+  auto contexts = tasks::generate_tasks(tasks::TaskSpec{"kv_retrieval", 200, 8, 4, 2, 7});
+  ASSERT_TRUE(contexts.is_ok());
+  auto report = ev->run(*contexts);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  nlohmann::json j = report->to_json();
+  double full_bytes = 0;
+  for (const auto& row : j["summary"]) {
+    if (row["method"] == "full") full_bytes = row["kv_bytes"].get<double>();
+  }
+  ASSERT_GT(full_bytes, 0);
+  for (const auto& row : j["summary"]) {
+    if (row["method"] == "full") continue;
+    const double rho = row["keep_ratio"].get<double>();
+    // Real eviction of nothing (rho 1) must give exactly the full-cache answers.
+    if (rho == 1.0) {
+      EXPECT_DOUBLE_EQ(row["fidelity"].get<double>(), 1.0) << row["method"];
+    }
+    EXPECT_NEAR(row["kv_bytes"].get<double>() / full_bytes, rho, 0.01) << row["method"];
+  }
+}
+
 TEST(EvalReport, SummaryAveragesOverAllQueries) {
   EvalReport r;
-  r.rows.push_back(EvalRow{"full", 1.0, "a", 3, 4, 100, 1});
-  r.rows.push_back(EvalRow{"full", 1.0, "b", 0, 12, 300, 1});
+  EvalRow a{"full", 1.0, "a"};
+  a.correct = 3;
+  a.queries = 4;
+  a.contexts = 1;
+  EvalRow b{"full", 1.0, "b"};
+  b.correct = 0;
+  b.queries = 12;
+  b.contexts = 1;
+  r.rows = {a, b};
   nlohmann::json j = r.to_json();
   EXPECT_DOUBLE_EQ(j["results"][0]["accuracy"].get<double>(), 0.75);
   EXPECT_DOUBLE_EQ(j["summary"][0]["accuracy"].get<double>(), 3.0 / 16.0);  // per query, not mean of tasks
@@ -86,7 +124,7 @@ TEST(Evaluator, RefusesTokenizerWithoutPromptTokensAndUnknownMethods) {
 
   Tokenizer tok = family_tokenizer();
   EvalOptions opts;
-  opts.methods = {"full", "magic"};
+  opts.methods = {"full", "magic"};  // unknown method
   auto bad = Evaluator::create(*model, tok, opts);
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("magic"), std::string::npos);

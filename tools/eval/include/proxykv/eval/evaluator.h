@@ -1,8 +1,10 @@
 // The accuracy harness: answers every query of task files from each context's (compressed) KV cache.
 //
-// Per context: `<bos> <ctx> {context} </ctx>` is prefilled once; each query `<q> {question} <a>` is answered
-// greedily from that cache and its KV dropped afterwards (query-agnostic compression: the context is compressed
-// before any question is known). Scoring is string_match_all.
+// Per context: `<bos> <ctx> {context} </ctx>` is prefilled once, with every requested scorer attached (one
+// scoring pass per context and method). For each method and keep ratio the selection is applied by real
+// eviction to a copy of the cache (KvCache::compact), and each query `<q> {question} <a>` is answered greedily
+// from it, its KV dropped afterwards (query-agnostic compression: the context is compressed before any question
+// is known). Scoring: string_match_all. Fidelity: the answer equals the full-cache answer.
 #pragma once
 
 #include <cstdint>
@@ -15,15 +17,21 @@
 #include "proxykv/core/status.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/model/tokenizer.h"
+#include "proxykv/scoring/scorer.h"
+#include "proxykv/scoring/selection.h"
 #include "proxykv/tasks/task_suite.h"
 
 namespace proxykv::eval {
 
 struct EvalOptions {
   std::vector<std::string> methods{"full"};
+  std::vector<double> ratios{0.1, 0.2, 0.3, 0.5, 0.7};  // keep ratios (fraction kept) for every method but full
+  scoring::SelectionLevel level = scoring::SelectionLevel::kGlobal;
+  int64_t kvzip_chunk = 2048;
   int64_t limit = 0;               // contexts per file at most (0: all)
   int64_t max_answer_tokens = 48;  // greedy decoding budget per query
-  int64_t chunk_size = 512;
+  int64_t chunk_size = 512;        // prefill chunk
+  uint64_t seed = 0;               // the random scorer's
 };
 
 // One (method, keep ratio, task) cell.
@@ -33,15 +41,23 @@ struct EvalRow {
   std::string task;
   int64_t correct = 0;
   int64_t queries = 0;
+  int64_t same_as_full = 0;  // fidelity numerator
   double context_tokens_sum = 0;
+  double kv_bytes_sum = 0;
+  double score_s_sum = 0;
+  double recall_vs_kvzip_sum = 0;
+  int64_t recall_count = 0;
   int64_t contexts = 0;
   double accuracy() const { return queries ? static_cast<double>(correct) / queries : 0.0; }
 };
 
 struct EvalReport {
   std::vector<EvalRow> rows;
-  // {"results":[{method, keep_ratio, task, accuracy, queries, context_tokens_mean}],
-  //  "summary":[{method, keep_ratio, accuracy}]}; summary averages over all queries of all files.
+  double prefill_s_sum = 0;
+  int64_t contexts = 0;
+  // {"results":[{method, keep_ratio, task, accuracy, queries, context_tokens_mean, kv_bytes, score_s, fidelity,
+  //   recall_vs_kvzip?}], "summary":[{method, keep_ratio, accuracy, queries, kv_bytes, score_s, fidelity}],
+  //  "prefill_s": mean prefill seconds per context}; summary averages over all queries of all files.
   nlohmann::json to_json() const;
 };
 
@@ -50,16 +66,19 @@ using ProgressFn = std::function<void(int64_t, int64_t)>;
 
 class Evaluator {
  public:
-  // Special tokens come from the tokenizer: <bos>, <ctx>, </ctx>, <q>, <a> and the stop token (<eos>, or the
-  // model's eos_token_id). A tokenizer without them is refused with a message naming the missing token.
+  // Special tokens come from the tokenizer: <bos>, <ctx>, </ctx>, <q>, <a>, <repeat> (KVzip's repeat prompt) and
+  // the stop token (<eos>, or the model's eos_token_id). A tokenizer without them is refused, naming the token.
+  // `target` and `tokenizer` must outlive the Evaluator.
   static Result<Evaluator> create(const DecoderLM& target, const Tokenizer& tokenizer, EvalOptions options);
 
   Result<EvalReport> run(const std::vector<tasks::TaskContext>& contexts, const ProgressFn& progress = {}) const;
 
-  // The answer text for one question from a prefilled context cache (exposed for tests and the services).
+  // The answer text for one question from a prefilled context cache (its KV is dropped afterwards).
   std::string answer(KvCache& cache, const std::string& question) const;
-  // Prefills the context prompt into a new cache; returns the cache and the number of context tokens.
-  std::pair<KvCache, int64_t> prefill_context(const std::string& context) const;
+  // Token ids of `<bos> <ctx> {context} </ctx>`.
+  at::Tensor context_prompt(const std::string& context) const;
+  // Number of leading prompt tokens always kept (`<bos> <ctx>`).
+  static constexpr int64_t kSinkTokens = 2;
 
  private:
   Evaluator(const DecoderLM& target, const Tokenizer& tokenizer, EvalOptions options)
@@ -69,7 +88,11 @@ class Evaluator {
   const DecoderLM* target_;
   const Tokenizer* tokenizer_;
   EvalOptions options_;
+  scoring::ScorerOptions scorer_options_;
   std::vector<int64_t> stop_ids_;
 };
+
+// Writes an accuracy-vs-keep-ratio plot (one line per method, full as a horizontal line) with gnuplot.
+Status plot_accuracy(const nlohmann::json& report, const std::string& png_path, const std::string& title);
 
 }  // namespace proxykv::eval
