@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "proxykv/model/decoder_lm.h"
+#include "proxykv/tasks/vocabulary.h"
 #include "proxykv/tensor/torch_tensor.h"
 
 namespace proxykv {
@@ -105,6 +107,64 @@ TEST(CliForward, BadInputsGetClearErrors) {
           (tmp / "o").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
+}
+
+TEST(CliTokenize, EncodesAndDecodesWithTheFamilyTokenizer) {
+  TempDir tmp;
+  const std::string tok = (tmp / "tokenizer.json").string();
+  CommandResult r = run("write-family-tokenizer --out " + tok);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("tokenize --tokenizer " + tok + " --text '<bos> <ctx> the magic number for k017 is 4 0 9 1 . </ctx>'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<int32_t> want =
+      tasks::family_encode("<bos> <ctx> the magic number for k017 is 4 0 9 1 . </ctx>");
+  std::string want_json = "[";
+  for (size_t i = 0; i < want.size(); ++i) want_json += (i ? "," : "") + std::to_string(want[i]);
+  want_json += "]";
+  EXPECT_NE(r.output.find(want_json), std::string::npos) << r.output;
+  r = run("tokenize --tokenizer " + tok + " --ids '[2,5,135]' --skip-special");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("k000"), std::string::npos) << r.output;
+  r = run("tokenize --tokenizer " + (tmp / "missing.json").string() + " --text x");
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+TEST(CliGenerate, GreedyTextFromASavedModel) {
+  TempDir tmp;
+  ModelSpec spec;
+  spec.arch = Architecture::kLlama;
+  spec.vocab_size = tasks::kFamilyVocabSize;
+  spec.hidden_size = 32;
+  spec.intermediate_size = 64;
+  spec.num_layers = 1;
+  spec.num_heads = 2;
+  spec.num_kv_heads = 2;
+  spec.head_dim = 16;
+  spec.max_position_embeddings = 512;
+  spec.eos_token_id = tasks::kEosId;
+  auto model = DecoderLM::random_init(spec, 3, 0.3);
+  ASSERT_TRUE(model.is_ok());
+  const std::string dir = (tmp / "model").string();
+  ASSERT_TRUE((*model)->save(dir).is_ok());
+  ASSERT_EQ(run("write-family-tokenizer --out " + dir + "/tokenizer.json").exit_code, 0);
+  CommandResult r = run("generate --model " + dir + " --prompt '<bos> <ctx> the grass is green . </ctx> <q>' "
+                        "--max-tokens 5 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The same greedy tokens as the library computes, decoded by the same tokenizer.
+  KvCache cache = (*model)->new_cache();
+  std::vector<int32_t> prompt = tasks::family_encode("<bos> <ctx> the grass is green . </ctx> <q>");
+  std::vector<int64_t> p64(prompt.begin(), prompt.end());
+  std::vector<int64_t> out = (*model)->generate_greedy(at::tensor(p64, at::kLong), cache, 5, {tasks::kEosId});
+  if (!out.empty() && out.back() == tasks::kEosId) out.pop_back();
+  std::vector<int32_t> words;
+  for (int64_t id : out) {
+    if (id >= tasks::kNumSpecials) words.push_back(static_cast<int32_t>(id));
+  }
+  EXPECT_NE(r.output.find(tasks::family_decode(words)), std::string::npos) << r.output;
+
+  r = run("generate --model " + (tmp / "nope").string() + " --prompt x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("tokenizer.json"), std::string::npos) << r.output;
 }
 
 }  // namespace
