@@ -57,7 +57,8 @@ Status run_bench(const BenchArgs& args) {
   std::cout << "model: " << label << " (" << spec.num_parameters() << " params), threads " << at::get_num_threads()
             << ", chunk " << args.chunk << ", best of " << args.repeats << "\n";
   std::cout << std::left << std::setw(10) << "prompt" << std::setw(18) << "prefill tok/s" << std::setw(16)
-            << "prefill s" << std::setw(18) << "decode tok/s" << "\n";
+            << "prefill s" << std::setw(18) << "decode tok/s"
+            << "\n";
   for (int64_t T : args.prompt_tokens) {
     at::Tensor ids = at::randint(spec.vocab_size, {T}, at::TensorOptions().dtype(at::kLong));
     double best_prefill = 1e30, best_decode = 1e30;
@@ -70,16 +71,20 @@ Status run_bench(const BenchArgs& args) {
       best_prefill = std::min(best_prefill, seconds_since(t0));
       int64_t token = logits[0].argmax().item<int64_t>();
       t0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < args.decode_tokens; ++i) token = model->decode_step(token, cache).argmax().item<int64_t>();
+      for (int64_t i = 0; i < args.decode_tokens; ++i)
+        token = model->decode_step(token, cache).argmax().item<int64_t>();
       best_decode = std::min(best_decode, seconds_since(t0));
     }
     const double prefill_tps = T / best_prefill, decode_tps = args.decode_tokens / best_decode;
     std::cout << std::left << std::setw(10) << T << std::setw(18) << std::fixed << std::setprecision(1) << prefill_tps
               << std::setw(16) << std::setprecision(4) << best_prefill << std::setw(18) << std::setprecision(1)
               << decode_tps << "\n";
-    nlohmann::json row = {{"model", label},          {"params", spec.num_parameters()},
-                          {"prompt_tokens", T},      {"prefill_tokens_per_s", prefill_tps},
-                          {"decode_tokens_per_s", decode_tps}, {"threads", at::get_num_threads()}};
+    nlohmann::json row = {{"model", label},
+                          {"params", spec.num_parameters()},
+                          {"prompt_tokens", T},
+                          {"prefill_tokens_per_s", prefill_tps},
+                          {"decode_tokens_per_s", decode_tps},
+                          {"threads", at::get_num_threads()}};
     std::cerr << "JSON " << row.dump() << "\n";
   }
   return Status::ok();

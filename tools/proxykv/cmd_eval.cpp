@@ -41,8 +41,8 @@ class ProgressBar {
     if (!tty_ && decile == last_decile_ && done != total) return;
     last_decile_ = decile;
     std::cerr << (tty_ ? "\r" : "") << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
-              << done << "/" << total << " contexts, " << std::fixed << std::setprecision(0) << elapsed
-              << " s, ETA " << eta << " s" << (tty_ && done != total ? "" : "\n") << std::flush;
+              << done << "/" << total << " contexts, " << std::fixed << std::setprecision(0) << elapsed << " s, ETA "
+              << eta << " s" << (tty_ && done != total ? "" : "\n") << std::flush;
   }
 
  private:
@@ -78,15 +78,15 @@ Status run_eval(const EvalArgs& args) {
   out << j.dump(2) << "\n";
   if (!out) return invalid_argument(args.out + ": cannot write results");
   std::cout << std::left << std::setw(10) << "method" << std::setw(7) << "ratio" << std::setw(20) << "task"
-            << std::setw(10) << "accuracy" << std::setw(10) << "fidelity" << std::setw(9) << "queries"
-            << std::setw(12) << "kv_bytes" << "score_s\n";
+            << std::setw(10) << "accuracy" << std::setw(10) << "fidelity" << std::setw(9) << "queries" << std::setw(12)
+            << "kv_bytes"
+            << "score_s\n";
   auto print = [](const nlohmann::json& row, const std::string& task) {
     std::cout << std::left << std::setw(10) << row["method"].get<std::string>() << std::setw(7) << std::fixed
               << std::setprecision(2) << row["keep_ratio"].get<double>() << std::setw(20) << task << std::setw(10)
-              << std::setprecision(3) << row["accuracy"].get<double>() << std::setw(10)
-              << row["fidelity"].get<double>() << std::setw(9) << row["queries"].get<int64_t>() << std::setw(12)
-              << std::setprecision(0) << row["kv_bytes"].get<double>() << std::setprecision(4)
-              << row["score_s"].get<double>() << "\n";
+              << std::setprecision(3) << row["accuracy"].get<double>() << std::setw(10) << row["fidelity"].get<double>()
+              << std::setw(9) << row["queries"].get<int64_t>() << std::setw(12) << std::setprecision(0)
+              << row["kv_bytes"].get<double>() << std::setprecision(4) << row["score_s"].get<double>() << "\n";
   };
   for (const auto& row : j["results"]) print(row, row["task"].get<std::string>());
   for (const auto& row : j["summary"]) print(row, "(all)");

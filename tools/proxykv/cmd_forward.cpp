@@ -37,8 +37,8 @@ Status run_forward(const ForwardArgs& args) {
   at::Tensor logits = model->prefill(ids[0], cache, opts).unsqueeze(0);  // [1, T, V]
   PROXYKV_ASSIGN_OR_RETURN(TensorToWrite out, from_torch("logits", logits));
   PROXYKV_RETURN_IF_ERROR(write_safetensors(args.out, {out}, {{"format", "pt"}}));
-  std::cerr << "proxykv forward: wrote logits [1, " << logits.size(1) << ", " << logits.size(2) << "] to "
-            << args.out << "\n";
+  std::cerr << "proxykv forward: wrote logits [1, " << logits.size(1) << ", " << logits.size(2) << "] to " << args.out
+            << "\n";
   if (!args.reference.empty()) {
     PROXYKV_ASSIGN_OR_RETURN(auto ref_file, SafetensorsFile::open(args.reference));
     PROXYKV_ASSIGN_OR_RETURN(TensorView ref_view, ref_file->get("logits"));

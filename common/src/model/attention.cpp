@@ -8,7 +8,7 @@ namespace {
 // Bool [n_new, length]: true where new query i must not see entry j (j after the query's own entry).
 at::Tensor causal_block_mask(int64_t n_new, int64_t length, const at::Device& device) {
   auto opts = at::TensorOptions().dtype(at::kLong).device(device);
-  at::Tensor cols = at::arange(length, opts).unsqueeze(0);               // [1, length]
+  at::Tensor cols = at::arange(length, opts).unsqueeze(0);                            // [1, length]
   at::Tensor last_visible = at::arange(n_new, opts).unsqueeze(1) + (length - n_new);  // [n_new, 1]
   return cols > last_visible;
 }
@@ -26,7 +26,7 @@ at::Tensor cached_attention(const at::Tensor& q, const KvCache& cache, int64_t l
     at::Tensor k = cache.keys(layer, h);    // [L, D]
     at::Tensor v = cache.values(layer, h);  // [L, D]
     const int64_t length = k.size(0);
-    at::Tensor qg = q.narrow(0, h * group, group);                          // [G, n, D]
+    at::Tensor qg = q.narrow(0, h * group, group);                         // [G, n, D]
     at::Tensor scores = at::matmul(qg, k.t()).to(at::kFloat).mul_(scale);  // [G, n, L]
     if (n_new > 1) {
       scores.masked_fill_(causal_block_mask(n_new, length, q.device()), -std::numeric_limits<float>::infinity());
@@ -47,7 +47,7 @@ at::Tensor masked_attention_reference(const at::Tensor& q, const at::Tensor& k, 
   at::Tensor k_rep = k.repeat_interleave(group, 0).to(at::kDouble);  // [H, T, D]
   at::Tensor v_rep = v.repeat_interleave(group, 0).to(at::kDouble);
   at::Tensor scores = at::matmul(q.to(at::kDouble), k_rep.transpose(1, 2)) * scale;  // [H, n, T]
-  at::Tensor hidden = keep.logical_not().repeat_interleave(group, 0).unsqueeze(1);  // [H, 1, T]
+  at::Tensor hidden = keep.logical_not().repeat_interleave(group, 0).unsqueeze(1);   // [H, 1, T]
   at::Tensor blocked = hidden | causal_block_mask(n_new, length, q.device()).unsqueeze(0);
   scores = scores.masked_fill(blocked, -std::numeric_limits<double>::infinity());
   return at::matmul(at::softmax(scores, -1), v_rep).to(q.scalar_type());

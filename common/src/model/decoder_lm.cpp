@@ -40,11 +40,12 @@ ModelWeights assemble(const ModelSpec& spec, NamedTensors& t) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights lw;
     lw.input_norm = t.at(p + "input_layernorm.weight");
-    lw.w_qkv = at::cat({t.at(p + "self_attn.q_proj.weight"), t.at(p + "self_attn.k_proj.weight"),
-                        t.at(p + "self_attn.v_proj.weight")}, 0);
+    lw.w_qkv = at::cat(
+        {t.at(p + "self_attn.q_proj.weight"), t.at(p + "self_attn.k_proj.weight"), t.at(p + "self_attn.v_proj.weight")},
+        0);
     if (spec.qkv_bias) {
-      lw.b_qkv = at::cat({t.at(p + "self_attn.q_proj.bias"), t.at(p + "self_attn.k_proj.bias"),
-                          t.at(p + "self_attn.v_proj.bias")}, 0);
+      lw.b_qkv = at::cat(
+          {t.at(p + "self_attn.q_proj.bias"), t.at(p + "self_attn.k_proj.bias"), t.at(p + "self_attn.v_proj.bias")}, 0);
     }
     if (spec.qk_norm) {
       lw.q_norm = t.at(p + "self_attn.q_norm.weight");
@@ -99,8 +100,8 @@ NamedTensors split(const ModelSpec& spec, const ModelWeights& w) {
 std::vector<at::Tensor> ModelWeights::parameters() const {
   std::vector<at::Tensor> p{embed};
   for (const auto& l : layers) {
-    for (const at::Tensor* t : {&l.input_norm, &l.w_qkv, &l.b_qkv, &l.q_norm, &l.k_norm, &l.w_o, &l.b_o,
-                                &l.post_norm, &l.w_gate_up, &l.w_down}) {
+    for (const at::Tensor* t : {&l.input_norm, &l.w_qkv, &l.b_qkv, &l.q_norm, &l.k_norm, &l.w_o, &l.b_o, &l.post_norm,
+                                &l.w_gate_up, &l.w_down}) {
       if (t->defined()) p.push_back(*t);
     }
   }

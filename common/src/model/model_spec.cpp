@@ -94,8 +94,7 @@ Status parse_rope_scaling(const ConfigReader& cfg, const json& config, const std
   PROXYKV_RETURN_IF_ERROR(r.get_double("factor", &s.factor, true));
   PROXYKV_RETURN_IF_ERROR(r.get_double("low_freq_factor", &s.low_freq_factor, true));
   PROXYKV_RETURN_IF_ERROR(r.get_double("high_freq_factor", &s.high_freq_factor, true));
-  PROXYKV_RETURN_IF_ERROR(
-      r.get_int("original_max_position_embeddings", &s.original_max_position_embeddings, true));
+  PROXYKV_RETURN_IF_ERROR(r.get_int("original_max_position_embeddings", &s.original_max_position_embeddings, true));
   if (!(s.high_freq_factor > s.low_freq_factor)) {
     return cfg.error("rope_scaling.high_freq_factor", "must be greater than low_freq_factor");
   }
@@ -131,8 +130,8 @@ Result<ModelSpec> ModelSpec::from_json(const json& config, const std::string& or
   } else if (arch == "Qwen3ForCausalLM") {
     spec.arch = Architecture::kQwen3;
   } else {
-    return cfg.unsupported("architectures", "'" + arch +
-                                                "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+    return cfg.unsupported("architectures",
+                           "'" + arch + "' (supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
   }
 
   PROXYKV_RETURN_IF_ERROR(cfg.get_int("vocab_size", &spec.vocab_size, true));
@@ -153,8 +152,8 @@ Result<ModelSpec> ModelSpec::from_json(const json& config, const std::string& or
 
   if (spec.num_heads % spec.num_kv_heads != 0) {
     return cfg.error("num_key_value_heads", "(" + std::to_string(spec.num_kv_heads) +
-                                                ") must divide num_attention_heads (" +
-                                                std::to_string(spec.num_heads) + ")");
+                                                ") must divide num_attention_heads (" + std::to_string(spec.num_heads) +
+                                                ")");
   }
   if (cfg.has("head_dim")) {
     PROXYKV_RETURN_IF_ERROR(cfg.get_int("head_dim", &spec.head_dim, true));
@@ -180,9 +179,7 @@ Result<ModelSpec> ModelSpec::from_json(const json& config, const std::string& or
   bool attention_bias = false;
   PROXYKV_RETURN_IF_ERROR(cfg.get_bool("attention_bias", &attention_bias));
   switch (spec.arch) {
-    case Architecture::kLlama:
-      spec.qkv_bias = spec.o_bias = attention_bias;
-      break;
+    case Architecture::kLlama: spec.qkv_bias = spec.o_bias = attention_bias; break;
     case Architecture::kQwen2:
       // Qwen2 always has q/k/v biases and never an o_proj bias, whatever the config says.
       spec.qkv_bias = true;

@@ -35,8 +35,9 @@ CommandResult run(const std::string& args) {
 
 class TempDir {
  public:
-  TempDir() : path_(fs::temp_directory_path() / ("pkv-cli-" + std::to_string(::getpid()) + "-" +
-                                                  std::to_string(counter_++))) {
+  TempDir()
+      : path_(fs::temp_directory_path() /
+              ("pkv-cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -116,8 +117,7 @@ TEST(CliTokenize, EncodesAndDecodesWithTheFamilyTokenizer) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run("tokenize --tokenizer " + tok + " --text '<bos> <ctx> the magic number for k017 is 4 0 9 1 . </ctx>'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::vector<int32_t> want =
-      tasks::family_encode("<bos> <ctx> the magic number for k017 is 4 0 9 1 . </ctx>");
+  std::vector<int32_t> want = tasks::family_encode("<bos> <ctx> the magic number for k017 is 4 0 9 1 . </ctx>");
   std::string want_json = "[";
   for (size_t i = 0; i < want.size(); ++i) want_json += (i ? "," : "") + std::to_string(want[i]);
   want_json += "]";
@@ -147,7 +147,8 @@ TEST(CliGenerate, GreedyTextFromASavedModel) {
   const std::string dir = (tmp / "model").string();
   ASSERT_TRUE((*model)->save(dir).is_ok());
   ASSERT_EQ(run("write-family-tokenizer --out " + dir + "/tokenizer.json").exit_code, 0);
-  CommandResult r = run("generate --model " + dir + " --prompt '<bos> <ctx> the grass is green . </ctx> <q>' "
+  CommandResult r = run("generate --model " + dir +
+                        " --prompt '<bos> <ctx> the grass is green . </ctx> <q>' "
                         "--max-tokens 5 --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The same greedy tokens as the library computes, decoded by the same tokenizer.

@@ -54,7 +54,11 @@ TEST(ModelSpec, RefusesUnsupportedValuesByName) {
   std::vector<BadCase> cases = {
       {"arch", [](json& c) { c["architectures"] = {"MistralForCausalLM"}; }, "MistralForCausalLM"},
       {"act", [](json& c) { c["hidden_act"] = "gelu"; }, "hidden_act"},
-      {"rope", [](json& c) { c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "yarn"},
+      {"rope",
+       [](json& c) {
+         c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       },
+       "yarn"},
       {"gqa", [](json& c) { c["num_key_value_heads"] = 3; }, "num_key_value_heads"},
       {"neg", [](json& c) { c["hidden_size"] = -64; }, "hidden_size"},
       {"type", [](json& c) { c["vocab_size"] = "256"; }, "vocab_size"},

@@ -14,15 +14,16 @@ namespace {
 std::vector<int64_t> reference_top(const std::vector<float>& scores, int64_t k) {
   std::vector<int64_t> idx(scores.size());
   std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) {
-    return std::make_tuple(-scores[a], a) < std::make_tuple(-scores[b], b);
-  });
+  std::sort(idx.begin(), idx.end(),
+            [&](int64_t a, int64_t b) { return std::make_tuple(-scores[a], a) < std::make_tuple(-scores[b], b); });
   idx.resize(k);
   std::sort(idx.begin(), idx.end());
   return idx;
 }
 
-int64_t round_budget(double rho, int64_t n) { return std::max<int64_t>(1, std::llround(rho * n)); }
+int64_t round_budget(double rho, int64_t n) {
+  return std::max<int64_t>(1, std::llround(rho * n));
+}
 
 class SelectionCounts : public ::testing::TestWithParam<std::tuple<SelectionLevel, double>> {};
 
@@ -80,7 +81,7 @@ TEST_P(SelectionCounts, ExactPerLevelAndEqualToReference) {
 
 INSTANTIATE_TEST_SUITE_P(Levels, SelectionCounts,
                          ::testing::Combine(::testing::Values(SelectionLevel::kGlobal, SelectionLevel::kLayer,
-                                                             SelectionLevel::kHead),
+                                                              SelectionLevel::kHead),
                                             ::testing::Values(0.1, 0.3, 0.5, 1.0)));
 
 TEST(Selection, TiesKeepEarlierTokens) {

@@ -14,21 +14,35 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 json tiny_config(const std::string& out_dir, int64_t steps) {
-  return json{
-      {"model",
-       {{"architectures", {"Qwen3ForCausalLM"}}, {"vocab_size", tasks::kFamilyVocabSize}, {"hidden_size", 32},
-        {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
-        {"head_dim", 16}, {"max_position_embeddings", 4096}, {"rope_theta", 10000.0}, {"tie_word_embeddings", true}}},
-      {"seed", 3},
-      {"out_dir", out_dir},
-      {"threads", 1},
-      {"optimizer", {{"lr", 1e-2}, {"warmup_steps", 5}}},
-      {"log_every", 10},
-      {"checkpoint_every", 0},
-      {"eval_every", 0},
-      // Short task contexts with loss on every token: the filler sentences are learnable in a few dozen steps.
-      {"phases", {{{"name", "tasks"}, {"steps", steps}, {"batch", 8}, {"mix", {{"tasks", 1.0}}}, {"context_min", 32},
-                   {"context_max", 64}, {"qa_per_sequence", 1}, {"context_weight", 1.0}}}}};
+  return json{{"model",
+               {{"architectures", {"Qwen3ForCausalLM"}},
+                {"vocab_size", tasks::kFamilyVocabSize},
+                {"hidden_size", 32},
+                {"intermediate_size", 64},
+                {"num_hidden_layers", 1},
+                {"num_attention_heads", 2},
+                {"num_key_value_heads", 1},
+                {"head_dim", 16},
+                {"max_position_embeddings", 4096},
+                {"rope_theta", 10000.0},
+                {"tie_word_embeddings", true}}},
+              {"seed", 3},
+              {"out_dir", out_dir},
+              {"threads", 1},
+              {"optimizer", {{"lr", 1e-2}, {"warmup_steps", 5}}},
+              {"log_every", 10},
+              {"checkpoint_every", 0},
+              {"eval_every", 0},
+              // Short task contexts with loss on every token: the filler sentences are learnable in a few dozen steps.
+              {"phases",
+               {{{"name", "tasks"},
+                 {"steps", steps},
+                 {"batch", 8},
+                 {"mix", {{"tasks", 1.0}}},
+                 {"context_min", 32},
+                 {"context_max", 64},
+                 {"qa_per_sequence", 1},
+                 {"context_weight", 1.0}}}}};
 }
 
 fs::path temp_dir(const std::string& tag) {

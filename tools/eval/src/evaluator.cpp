@@ -15,7 +15,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+double seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
 
 const char* const kRequiredTokens[] = {"<bos>", "<ctx>", "</ctx>", "<q>", "<a>", "<repeat>"};
 
@@ -34,7 +36,8 @@ class TimedFanOut : public AttentionObserver {
     }
   }
   bool wants_probs(int64_t layer) const override {
-    return std::any_of(children_.begin(), children_.end(), [&](const Child& c) { return c.observer->wants_probs(layer); });
+    return std::any_of(children_.begin(), children_.end(),
+                       [&](const Child& c) { return c.observer->wants_probs(layer); });
   }
   void on_probs(int64_t layer, int64_t kv_head, const at::Tensor& probs) override {
     for (auto& c : children_) {
@@ -100,8 +103,8 @@ at::Tensor Evaluator::context_prompt(const std::string& context) const {
 }
 
 std::string Evaluator::answer(KvCache& cache, const std::string& question) const {
-  std::vector<int64_t> out = target_->answer(encode("<q> " + question + " <a>"), cache, options_.max_answer_tokens,
-                                             stop_ids_);
+  std::vector<int64_t> out =
+      target_->answer(encode("<q> " + question + " <a>"), cache, options_.max_answer_tokens, stop_ids_);
   return tokenizer_->decode(std::vector<int32_t>(out.begin(), out.end()), /*skip_special_tokens=*/true);
 }
 
@@ -269,8 +272,9 @@ Status plot_accuracy(const nlohmann::json& report, const std::string& png_path, 
   }
   out.close();
   if (!out) return invalid_argument(data.string() + ": cannot write plot data");
-  std::string script = "set terminal pngcairo size 900,600 font ',11'\nset output '" + png_path +
-                       "'\nset title '" + title + "'\nset xlabel 'keep ratio (fraction of KV kept)'\n"
+  std::string script = "set terminal pngcairo size 900,600 font ',11'\nset output '" + png_path + "'\nset title '" +
+                       title +
+                       "'\nset xlabel 'keep ratio (fraction of KV kept)'\n"
                        "set ylabel 'accuracy'\nset yrange [0:1.05]\nset xrange [0:1]\nset grid\nset key bottom right\n";
   std::string plot = "plot ";
   int i = 0;

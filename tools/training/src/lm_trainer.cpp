@@ -9,10 +9,11 @@
 #include <sstream>
 
 #include <ATen/Parallel.h>
-#include <torch/types.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
+#include <torch/types.h>  // clip_grad.h uses torch::Tensor without including it
+
+#include <torch/nn/utils/clip_grad.h>
 
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
@@ -27,8 +28,7 @@ std::string format_duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds);
   std::ostringstream out;
   if (s >= 3600) out << s / 3600 << "h";
-  out << std::setw(s >= 3600 ? 2 : 1) << std::setfill('0') << (s % 3600) / 60 << "m" << std::setw(2) << s % 60
-      << "s";
+  out << std::setw(s >= 3600 ? 2 : 1) << std::setfill('0') << (s % 3600) / 60 << "m" << std::setw(2) << s % 60 << "s";
   return out.str();
 }
 
@@ -91,8 +91,8 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(const DecoderLM& mod
   std::vector<at::Tensor> decay, no_decay;
   for (const at::Tensor& p : model.weights().parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions().weight_decay(weight_decay)));
+  groups.emplace_back(
+      decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions().weight_decay(weight_decay)));
   groups.emplace_back(no_decay,
                       std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions().weight_decay(0.0)));
   return groups;

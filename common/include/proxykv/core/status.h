@@ -15,15 +15,15 @@ namespace proxykv {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller's input is malformed (bad request, bad file, bad frame)
-  kNotFound,          // a named thing does not exist (file, model, context id)
-  kOutOfRange,        // a size or index outside what is allowed (too long, too big)
-  kUnimplemented,     // a valid value this build does not support (architecture, dtype)
+  kInvalidArgument,  // the caller's input is malformed (bad request, bad file, bad frame)
+  kNotFound,         // a named thing does not exist (file, model, context id)
+  kOutOfRange,       // a size or index outside what is allowed (too long, too big)
+  kUnimplemented,    // a valid value this build does not support (architecture, dtype)
   kFailedPrecondition,
-  kResourceExhausted, // overload, cache full, memory
-  kUnavailable,       // a peer is down or not reachable
+  kResourceExhausted,  // overload, cache full, memory
+  kUnavailable,        // a peer is down or not reachable
   kDeadlineExceeded,
-  kInternal,          // a bug: an invariant of our own broke
+  kInternal,  // a bug: an invariant of our own broke
 };
 
 const char* status_code_name(StatusCode code);
@@ -46,12 +46,24 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string msg) { return {StatusCode::kInvalidArgument, std::move(msg)}; }
-inline Status not_found(std::string msg) { return {StatusCode::kNotFound, std::move(msg)}; }
-inline Status out_of_range(std::string msg) { return {StatusCode::kOutOfRange, std::move(msg)}; }
-inline Status unimplemented(std::string msg) { return {StatusCode::kUnimplemented, std::move(msg)}; }
-inline Status failed_precondition(std::string msg) { return {StatusCode::kFailedPrecondition, std::move(msg)}; }
-inline Status internal_error(std::string msg) { return {StatusCode::kInternal, std::move(msg)}; }
+inline Status invalid_argument(std::string msg) {
+  return {StatusCode::kInvalidArgument, std::move(msg)};
+}
+inline Status not_found(std::string msg) {
+  return {StatusCode::kNotFound, std::move(msg)};
+}
+inline Status out_of_range(std::string msg) {
+  return {StatusCode::kOutOfRange, std::move(msg)};
+}
+inline Status unimplemented(std::string msg) {
+  return {StatusCode::kUnimplemented, std::move(msg)};
+}
+inline Status failed_precondition(std::string msg) {
+  return {StatusCode::kFailedPrecondition, std::move(msg)};
+}
+inline Status internal_error(std::string msg) {
+  return {StatusCode::kInternal, std::move(msg)};
+}
 
 // Thrown only on start-up/configuration paths, and by Result::value() on misuse.
 class ProxykvError : public std::runtime_error {
@@ -66,7 +78,7 @@ class ProxykvError : public std::runtime_error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.is_ok()) status_ = internal_error("Result constructed from an OK status without a value");
   }
@@ -113,9 +125,9 @@ inline void throw_if_error(const Status& status) {
 #define PROXYKV_CONCAT(a, b) PROXYKV_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when it is an error.
-#define PROXYKV_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::proxykv::Status _pkv_status = (expr);        \
+#define PROXYKV_RETURN_IF_ERROR(expr)             \
+  do {                                            \
+    ::proxykv::Status _pkv_status = (expr);       \
     if (!_pkv_status.is_ok()) return _pkv_status; \
   } while (0)
 

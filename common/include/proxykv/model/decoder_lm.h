@@ -23,15 +23,15 @@ struct LayerWeights {
   at::Tensor b_qkv;       // [q_dim + 2 kv_dim] or undefined
   at::Tensor q_norm;      // [head_dim] (Qwen3) or undefined
   at::Tensor k_norm;
-  at::Tensor w_o;         // [hidden, q_dim]
-  at::Tensor b_o;         // [hidden] or undefined
-  at::Tensor post_norm;   // [hidden]
-  at::Tensor w_gate_up;   // [2 intermediate, hidden]
-  at::Tensor w_down;      // [hidden, intermediate]
+  at::Tensor w_o;        // [hidden, q_dim]
+  at::Tensor b_o;        // [hidden] or undefined
+  at::Tensor post_norm;  // [hidden]
+  at::Tensor w_gate_up;  // [2 intermediate, hidden]
+  at::Tensor w_down;     // [hidden, intermediate]
 };
 
 struct ModelWeights {
-  at::Tensor embed;       // [vocab, hidden]
+  at::Tensor embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   at::Tensor final_norm;  // [hidden]
   at::Tensor lm_head;     // [vocab, hidden]; the same tensor as embed when tied
@@ -45,9 +45,9 @@ struct LoadOptions {
 };
 
 struct PrefillOptions {
-  int64_t chunk_size = 512;   // tokens per forward chunk (bounds activation memory: chunk x context scores)
-  bool all_logits = false;    // logits of every position, or only of the last one
-  bool commit = true;         // false: the cache is restored afterwards (teacher forcing without growing it)
+  int64_t chunk_size = 512;  // tokens per forward chunk (bounds activation memory: chunk x context scores)
+  bool all_logits = false;   // logits of every position, or only of the last one
+  bool commit = true;        // false: the cache is restored afterwards (teacher forcing without growing it)
   AttentionObserver* observer = nullptr;
 };
 

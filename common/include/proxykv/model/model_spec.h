@@ -43,9 +43,9 @@ struct ModelSpec {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;     // Qwen2 always; Llama/Qwen3 when attention_bias
-  bool o_bias = false;       // Llama/Qwen3 when attention_bias (Qwen2 never)
-  bool qk_norm = false;      // Qwen3
+  bool qkv_bias = false;  // Qwen2 always; Llama/Qwen3 when attention_bias
+  bool o_bias = false;    // Llama/Qwen3 when attention_bias (Qwen2 never)
+  bool qk_norm = false;   // Qwen3
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;
   std::string torch_dtype = "float32";

@@ -31,8 +31,8 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest.
-Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
-                                     int facts, int qa, float context_weight);
+Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
+                                     int qa, float context_weight);
 
 // Reconstruction: <bos> <ctx> context </ctx> <repeat> [last 8 words before the chunk] chunk, as KVzip's
 // chunked repeat prompt asks for; the chunk starts at a random word (0 half of the time). Loss 1 on the
@@ -49,7 +49,7 @@ struct PhaseMix {
   int64_t induction_length = 128;
   int recall_facts_min = 2, recall_facts_max = 32;
   int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
-  std::vector<std::string> tasks;                 // empty: every family
+  std::vector<std::string> tasks;                // empty: every family
   int qa_per_sequence = 4;
   float context_weight = 0.1f;
   int64_t repeat_chunk = 512;

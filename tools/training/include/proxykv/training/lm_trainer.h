@@ -19,7 +19,7 @@ struct TrainLmConfig {
   nlohmann::json model_config;  // an HF config.json object (architecture and shape of the model to train)
   uint64_t seed = 1;
   std::string out_dir;
-  int threads = 1;             // one thread per training process is fastest on these CPUs (TASKS.md)
+  int threads = 1;  // one thread per training process is fastest on these CPUs (TASKS.md)
   std::string device = "cpu";
   double init_std = 0.02;
   double lr = 2e-3, beta1 = 0.9, beta2 = 0.98, weight_decay = 0.1, clip = 1.0, min_lr_ratio = 0.1;
@@ -29,7 +29,7 @@ struct TrainLmConfig {
   int64_t eval_length = 256;
   int eval_contexts = 4;
   int eval_queries = 4;
-  uint64_t eval_seed = 987654321;  // held-out: training draws its task seeds from the training RNG
+  uint64_t eval_seed = 987654321;       // held-out: training draws its task seeds from the training RNG
   std::vector<std::string> eval_tasks;  // empty: every family
 
   // Reads a JSON config; paths inside are relative to the current directory. Errors name the file and key.
