@@ -1,0 +1,119 @@
+// proxykv bench-scoring: the cost of each scorer against plain prefill, side by side in one run.
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model_options.h"
+#include "proxykv/model/decoder_lm.h"
+#include "proxykv/scoring/scorer.h"
+
+namespace proxykv::cli {
+namespace {
+
+struct BenchScoringArgs {
+  std::string model;
+  std::string config;  // HF config.json for a random model when --model is not given
+  std::vector<int64_t> lengths{1024, 2048, 4096};
+  std::vector<std::string> methods{"snapkv", "kvzip"};
+  int64_t kvzip_chunk = 2048;
+  int64_t chunk = 512;
+  int repeats = 3;
+  RuntimeOptions runtime;
+};
+
+using Clock = std::chrono::steady_clock;
+
+Status run_bench(const BenchScoringArgs& args) {
+  args.runtime.apply();
+  std::unique_ptr<DecoderLM> model;
+  if (!args.model.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::load(args.model, args.runtime.load_options()));
+  } else {
+    if (args.config.empty()) return invalid_argument("give --model DIR or --config config.json (random weights)");
+    PROXYKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::from_file(args.config));
+    PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::random_init(spec, 11, 0.05, args.runtime.load_options()));
+  }
+  scoring::ScorerOptions sopts;
+  sopts.kvzip_chunk = args.kvzip_chunk;
+  sopts.prefill_chunk = args.chunk;
+  sopts.repeat_prompt_first = {9};  // the family's <repeat>; any id works for timing
+  sopts.repeat_prompt_rest = {9};
+  const ModelSpec& spec = model->spec();
+  std::cout << "model: " << (args.model.empty() ? args.config + " (random weights)" : args.model) << ", "
+            << spec.num_parameters() << " params, threads " << at::get_num_threads() << ", best of " << args.repeats
+            << "\n";
+  std::cout << std::left << std::setw(8) << "tokens" << std::setw(14) << "prefill s";
+  for (const auto& m : args.methods) std::cout << std::setw(24) << ("prefill+" + m + " (x)");
+  std::cout << "\n";
+  for (int64_t T : args.lengths) {
+    at::Tensor ids = at::randint(10, spec.vocab_size, {T}, at::TensorOptions().dtype(at::kLong));
+    double best_prefill = 1e30;
+    std::vector<double> best(args.methods.size(), 1e30);
+    for (int r = 0; r < args.repeats; ++r) {
+      // Interleaved per repeat, so drift on a noisy machine hits every method alike.
+      {
+        KvCache cache = model->new_cache();
+        PrefillOptions opts;
+        opts.chunk_size = args.chunk;
+        auto t0 = Clock::now();
+        model->prefill(ids, cache, opts);
+        best_prefill = std::min(best_prefill, std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+      for (size_t m = 0; m < args.methods.size(); ++m) {
+        PROXYKV_ASSIGN_OR_RETURN(auto scorer, scoring::make_scorer(args.methods[m], sopts));
+        KvCache cache = model->new_cache();
+        PrefillOptions opts;
+        opts.chunk_size = args.chunk;
+        auto t0 = Clock::now();
+        opts.observer = scorer->begin(*model, T);
+        model->prefill(ids, cache, opts);
+        PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, scorer->finish(*model, cache, ids));
+        best[m] = std::min(best[m], std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+    }
+    std::cout << std::left << std::setw(8) << T << std::setw(14) << std::fixed << std::setprecision(4)
+              << best_prefill;
+    nlohmann::json row = {{"tokens", T}, {"prefill_s", best_prefill}};
+    for (size_t m = 0; m < args.methods.size(); ++m) {
+      std::ostringstream cell;
+      cell << std::fixed << std::setprecision(4) << best[m] << " (" << std::setprecision(2) << best[m] / best_prefill
+           << "x)";
+      std::cout << std::setw(24) << cell.str();
+      row[args.methods[m] + "_s"] = best[m];
+      row[args.methods[m] + "_ratio"] = best[m] / best_prefill;
+    }
+    std::cout << "\n";
+    std::cerr << "JSON " << row.dump() << "\n";
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_bench_scoring(CLI::App& app) {
+  auto args = std::make_shared<BenchScoringArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench-scoring", "time to a scored cache (prefill + scorer) per method, as a ratio to plain prefill");
+  cmd->add_option("--model", args->model, "HF model directory");
+  cmd->add_option("--config", args->config, "config.json of a random model (when no --model)");
+  cmd->add_option("--lengths", args->lengths, "context lengths")->delimiter(',');
+  cmd->add_option("--methods", args->methods, "scorers")->delimiter(',');
+  cmd->add_option("--kvzip-chunk", args->kvzip_chunk);
+  cmd->add_option("--chunk", args->chunk, "prefill chunk");
+  cmd->add_option("--repeats", args->repeats, "runs per point (best is reported)");
+  args->runtime.add_to(cmd);
+  cmd->callback([args] {
+    Status s = run_bench(*args);
+    if (!s.is_ok()) {
+      std::cerr << "proxykv bench-scoring: " << s.to_string() << "\n";
+      set_exit_code(1);
+    }
+  });
+}
+
+}  // namespace proxykv::cli
