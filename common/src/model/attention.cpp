@@ -1,5 +1,7 @@
 #include "proxykv/model/attention.h"
 
+#include <algorithm>
+#include <chrono>
 #include <limits>
 
 namespace proxykv {
@@ -13,7 +15,34 @@ at::Tensor causal_block_mask(int64_t n_new, int64_t length, const at::Device& de
   return cols > last_visible;
 }
 
+// Runs f, adding its wall time to *seconds when a counter is given.
+template <typename F>
+void timed(double* seconds, F&& f) {
+  if (!seconds) {
+    f();
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  *seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
+
+void ObserverFanOut::on_queries(int64_t layer, const at::Tensor& q, const KvCache& cache, int64_t n_new) {
+  for (auto& c : children_) timed(c.seconds, [&] { c.observer->on_queries(layer, q, cache, n_new); });
+}
+
+bool ObserverFanOut::wants_probs(int64_t layer) const {
+  return std::any_of(children_.begin(), children_.end(),
+                     [&](const Child& c) { return c.observer->wants_probs(layer); });
+}
+
+void ObserverFanOut::on_probs(int64_t layer, int64_t kv_head, const at::Tensor& probs) {
+  for (auto& c : children_) {
+    if (c.observer->wants_probs(layer)) timed(c.seconds, [&] { c.observer->on_probs(layer, kv_head, probs); });
+  }
+}
 
 at::Tensor cached_attention(const at::Tensor& q, const KvCache& cache, int64_t layer, int64_t n_new, double scale,
                             AttentionObserver* observer) {

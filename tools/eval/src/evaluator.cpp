@@ -21,41 +21,6 @@ double seconds(Clock::time_point since) {
 
 const char* const kRequiredTokens[] = {"<bos>", "<ctx>", "</ctx>", "<q>", "<a>", "<repeat>"};
 
-// Forwards the prefill's observations to every scorer that asked for them, timing each one: a scorer's cost
-// is its share of the prefill plus its finish().
-class TimedFanOut : public AttentionObserver {
- public:
-  void add(AttentionObserver* child, double* seconds_sink) { children_.push_back({child, seconds_sink}); }
-  bool empty() const { return children_.empty(); }
-
-  void on_queries(int64_t layer, const at::Tensor& q, const KvCache& cache, int64_t n_new) override {
-    for (auto& c : children_) {
-      auto t0 = Clock::now();
-      c.observer->on_queries(layer, q, cache, n_new);
-      *c.seconds += seconds(t0);
-    }
-  }
-  bool wants_probs(int64_t layer) const override {
-    return std::any_of(children_.begin(), children_.end(),
-                       [&](const Child& c) { return c.observer->wants_probs(layer); });
-  }
-  void on_probs(int64_t layer, int64_t kv_head, const at::Tensor& probs) override {
-    for (auto& c : children_) {
-      if (!c.observer->wants_probs(layer)) continue;
-      auto t0 = Clock::now();
-      c.observer->on_probs(layer, kv_head, probs);
-      *c.seconds += seconds(t0);
-    }
-  }
-
- private:
-  struct Child {
-    AttentionObserver* observer;
-    double* seconds;
-  };
-  std::vector<Child> children_;
-};
-
 }  // namespace
 
 Result<Evaluator> Evaluator::create(const DecoderLM& target, const Tokenizer& tokenizer, EvalOptions options) {
@@ -132,7 +97,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
     // One prefill with every scorer that observes it.
     std::vector<std::unique_ptr<scoring::Scorer>> scorers;
     std::vector<double> score_s(options_.methods.size(), 0.0);
-    TimedFanOut fan_out;
+    ObserverFanOut fan_out;
     for (size_t m = 0; m < options_.methods.size(); ++m) {
       PROXYKV_ASSIGN_OR_RETURN(auto scorer, scoring::make_scorer(options_.methods[m], scorer_options_));
       if (AttentionObserver* obs = scorer->begin(*target_, T)) fan_out.add(obs, &score_s[m]);

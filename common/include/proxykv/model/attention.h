@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -22,6 +23,24 @@ class AttentionObserver {
   virtual bool wants_probs(int64_t layer) const { return false; }
   // probs: float32 [group_size, n_new, cache.length(layer, kv_head)] for the query heads of kv_head.
   virtual void on_probs(int64_t layer, int64_t kv_head, const at::Tensor& probs) {}
+};
+
+// Forwards one prefill's observations to several observers (one scoring pass serving many scorers), adding the
+// time each spends to its own counter when one is given.
+class ObserverFanOut : public AttentionObserver {
+ public:
+  void add(AttentionObserver* child, double* seconds = nullptr) { children_.push_back({child, seconds}); }
+  bool empty() const { return children_.empty(); }
+  void on_queries(int64_t layer, const at::Tensor& q, const KvCache& cache, int64_t n_new) override;
+  bool wants_probs(int64_t layer) const override;
+  void on_probs(int64_t layer, int64_t kv_head, const at::Tensor& probs) override;
+
+ private:
+  struct Child {
+    AttentionObserver* observer;
+    double* seconds;
+  };
+  std::vector<Child> children_;
 };
 
 // q: [num_heads, n_new, head_dim], the queries of the n_new tokens whose K/V are the last n_new entries of each
