@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "model_options.h"
 #include "proxykv/eval/evaluator.h"
+#include "proxykv/eval/proxy_methods.h"
 
 namespace proxykv::cli {
 namespace {
@@ -24,6 +25,9 @@ struct EvalArgs {
   std::string plot;
   int64_t kvzip_chunk = 2048;
   uint64_t seed = 0;
+  std::string proxy;                // proxy model directory (proxy methods)
+  std::vector<std::string> mappers;  // DIR (as "proxykv") or NAME=DIR
+  std::string iam;                  // IAM map JSON (kvzip_iam)
   int64_t limit = 0;
   int64_t max_answer_tokens = 48;
   RuntimeOptions runtime;
@@ -70,6 +74,40 @@ Status run_eval(const EvalArgs& args) {
   options.kvzip_chunk = args.kvzip_chunk;
   options.seed = args.seed;
   PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
+  std::unique_ptr<DecoderLM> proxy;
+  eval::ProxyMethods proxy_methods;
+  if (!args.proxy.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(proxy, DecoderLM::load(args.proxy, args.runtime.load_options()));
+    if (proxy->spec().vocab_size != target->spec().vocab_size) {
+      return invalid_argument("--proxy and --target have different vocabularies: not one family");
+    }
+    proxy_methods.proxy = proxy.get();
+    mapper::MapperPairShape shape;
+    shape.proxy_layers = proxy->spec().num_layers;
+    shape.proxy_kv_heads = proxy->spec().num_kv_heads;
+    shape.target_layers = target->spec().num_layers;
+    shape.target_kv_heads = target->spec().num_kv_heads;
+    for (const auto& spec : args.mappers) {
+      const auto eq = spec.find('=');
+      const std::string name = eq == std::string::npos ? "proxykv" : spec.substr(0, eq);
+      const std::string dir = eq == std::string::npos ? spec : spec.substr(eq + 1);
+      PROXYKV_ASSIGN_OR_RETURN(mapper::MapperConfig mc, mapper::read_mapper_config(dir));
+      shape.channels = mc.shape.channels;
+      PROXYKV_ASSIGN_OR_RETURN(mapper::LoadedMapper loaded, mapper::load_mapper(dir, shape));
+      PROXYKV_ASSIGN_OR_RETURN(std::vector<std::string> channels, eval::mapper_channels(dir));
+      if (!proxy_methods.mappers.empty() && channels != proxy_methods.channels) {
+        return invalid_argument("mappers given to one eval must use the same feature channels");
+      }
+      proxy_methods.channels = channels;
+      proxy_methods.mappers[name] = std::make_shared<mapper::LoadedMapper>(std::move(loaded));
+    }
+    if (!args.iam.empty()) {
+      PROXYKV_ASSIGN_OR_RETURN(proxy_methods.iam_map,
+                               eval::load_iam_map(args.iam, shape.proxy_layers * shape.proxy_kv_heads,
+                                                  shape.target_layers * shape.target_kv_heads));
+    }
+    options.proxy_methods = &proxy_methods;
+  }
   PROXYKV_ASSIGN_OR_RETURN(eval::Evaluator evaluator, eval::Evaluator::create(*target, tokenizer, options));
   ProgressBar bar;
   PROXYKV_ASSIGN_OR_RETURN(eval::EvalReport report, evaluator.run(contexts, std::ref(bar)));
@@ -110,6 +148,10 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--level", args->level, "selection level: global | layer | head");
   cmd->add_option("--kvzip-chunk", args->kvzip_chunk, "KVzip reconstruction chunk (tokens)");
   cmd->add_option("--seed", args->seed, "seed of the random scorer");
+  cmd->add_option("--proxy", args->proxy, "proxy model directory (proxykv, proxy_direct, kvzip_iam)");
+  cmd->add_option("--mapper", args->mappers, "mapper checkpoint DIR (method proxykv) or NAME=DIR, comma-separated")
+      ->delimiter(',');
+  cmd->add_option("--iam", args->iam, "IAM head map JSON from calibrate-iam (method kvzip_iam)");
   cmd->add_option("--out", args->out, "results JSON")->required();
   cmd->add_option("--plot", args->plot, "accuracy-vs-ratio plot (PNG, needs gnuplot)");
   cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");

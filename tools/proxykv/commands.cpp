@@ -21,6 +21,7 @@ void register_all(CLI::App& app) {
   register_eval(app);
   register_bench_scoring(app);
   register_make_mapper_data(app);
+  register_train_mapper(app);
   register_make_tasks(app);
   register_write_family_tokenizer(app);
 }

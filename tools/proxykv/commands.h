@@ -18,6 +18,7 @@ void register_train_lm(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_bench_scoring(CLI::App& app);
 void register_make_mapper_data(CLI::App& app);
+void register_train_mapper(CLI::App& app);
 void register_make_tasks(CLI::App& app);
 void register_write_family_tokenizer(CLI::App& app);
 

@@ -30,12 +30,16 @@ Result<Evaluator> Evaluator::create(const DecoderLM& target, const Tokenizer& to
                               "' token, which the task prompt format needs (TASKS.md)");
     }
   }
-  const auto& known = scoring::scorer_names();
+  std::vector<std::string> known = scoring::scorer_names();
+  if (options.proxy_methods) {
+    for (const auto& n : options.proxy_methods->names()) known.push_back(n);
+  }
   for (const auto& method : options.methods) {
     if (std::find(known.begin(), known.end(), method) == known.end()) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      return unimplemented("eval method '" + method + "' is not available (available: " + list + ")");
+      return unimplemented("eval method '" + method + "' is not available (available: " + list +
+                           "; proxykv, proxy_direct and kvzip_iam need --proxy, --mapper and --iam)");
     }
   }
   for (double r : options.ratios) {
@@ -99,7 +103,10 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
     std::vector<double> score_s(options_.methods.size(), 0.0);
     ObserverFanOut fan_out;
     for (size_t m = 0; m < options_.methods.size(); ++m) {
-      PROXYKV_ASSIGN_OR_RETURN(auto scorer, scoring::make_scorer(options_.methods[m], scorer_options_));
+      const std::string& method = options_.methods[m];
+      const bool from_proxy = options_.proxy_methods && options_.proxy_methods->provides(method);
+      PROXYKV_ASSIGN_OR_RETURN(auto scorer, from_proxy ? options_.proxy_methods->make(method, scorer_options_)
+                                                       : scoring::make_scorer(method, scorer_options_));
       if (AttentionObserver* obs = scorer->begin(*target_, T)) fan_out.add(obs, &score_s[m]);
       scorers.push_back(std::move(scorer));
     }

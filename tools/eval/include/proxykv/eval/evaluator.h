@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proxykv/core/status.h"
+#include "proxykv/eval/proxy_methods.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/model/tokenizer.h"
 #include "proxykv/scoring/scorer.h"
@@ -32,6 +33,7 @@ struct EvalOptions {
   int64_t max_answer_tokens = 48;  // greedy decoding budget per query
   int64_t chunk_size = 512;        // prefill chunk
   uint64_t seed = 0;               // the random scorer's
+  const ProxyMethods* proxy_methods = nullptr;  // proxykv, proxy_direct, kvzip_iam, ... (must outlive the run)
 };
 
 // One (method, keep ratio, task) cell.

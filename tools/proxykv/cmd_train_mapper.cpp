@@ -1,0 +1,178 @@
+// proxykv train-mapper: trains a HybridAxialMapper on make-mapper-data output (config: models/configs/mapper.json).
+//
+// Config keys: "train_data", "val_data" (directories from make-mapper-data; made from different seeds),
+// "out_dir", "threads", "mapper" (MapperConfig without the pair shape, which comes from the data manifest),
+// "train" (MapperTrainConfig: window, stride, batch_size, epochs, lr, loss {...}).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "proxykv/eval/proxy_methods.h"
+#include "proxykv/mapper/mapper_checkpoint.h"
+#include "proxykv/mapper/mapper_trainer.h"
+#include "proxykv/training/mapper_data.h"
+
+namespace proxykv::cli {
+namespace {
+
+using nlohmann::json;
+
+Result<std::vector<mapper::MapperSample>> load_samples(const std::string& dir, json* manifest) {
+  PROXYKV_ASSIGN_OR_RETURN(training::MapperDataset ds, training::read_mapper_data(dir));
+  *manifest = ds.manifest;
+  std::vector<mapper::MapperSample> out;
+  for (auto& s : ds.samples) out.push_back({s.features, s.labels, s.id});
+  return out;
+}
+
+mapper::MapperPairShape shape_of(const json& manifest) {
+  mapper::MapperPairShape shape;
+  shape.channels = static_cast<int64_t>(manifest.at("channels").size());
+  shape.proxy_layers = manifest.at("proxy").at("layers").get<int64_t>();
+  shape.proxy_kv_heads = manifest.at("proxy").at("kv_heads").get<int64_t>();
+  shape.target_layers = manifest.at("target").at("layers").get<int64_t>();
+  shape.target_kv_heads = manifest.at("target").at("kv_heads").get<int64_t>();
+  return shape;
+}
+
+std::string fmt_duration(double s) {
+  std::ostringstream out;
+  out << static_cast<int64_t>(s) / 60 << "m" << std::setw(2) << std::setfill('0') << static_cast<int64_t>(s) % 60
+      << "s";
+  return out.str();
+}
+
+Status run(const std::string& config_path) {
+  std::ifstream in(config_path);
+  if (!in) return not_found(config_path + ": cannot open mapper training config");
+  json cfg = json::parse(in, nullptr, false);
+  if (cfg.is_discarded() || !cfg.is_object()) return invalid_argument(config_path + ": not a JSON object");
+  std::string train_dir, val_dir, out_dir;
+  int threads = 1;
+  try {
+    train_dir = cfg.at("train_data").get<std::string>();
+    val_dir = cfg.at("val_data").get<std::string>();
+    out_dir = cfg.at("out_dir").get<std::string>();
+    threads = cfg.value("threads", 1);
+  } catch (const json::exception& e) {
+    return invalid_argument(config_path + ": " + e.what());
+  }
+  if (threads > 0) at::set_num_threads(threads);
+  json train_manifest, val_manifest;
+  PROXYKV_ASSIGN_OR_RETURN(auto train, load_samples(train_dir, &train_manifest));
+  PROXYKV_ASSIGN_OR_RETURN(auto val, load_samples(val_dir, &val_manifest));
+  if (train_manifest.at("channels") != val_manifest.at("channels") ||
+      train_manifest.at("proxy") != val_manifest.at("proxy") ||
+      train_manifest.at("target") != val_manifest.at("target")) {
+    return invalid_argument("train and val data come from different channels or model pairs");
+  }
+  json mcfg = cfg.value("mapper", json::object());
+  const mapper::MapperPairShape shape = shape_of(train_manifest);
+  mcfg["channels"] = shape.channels;
+  mcfg["proxy_layers"] = shape.proxy_layers;
+  mcfg["proxy_kv_heads"] = shape.proxy_kv_heads;
+  mcfg["target_layers"] = shape.target_layers;
+  mcfg["target_kv_heads"] = shape.target_kv_heads;
+  PROXYKV_ASSIGN_OR_RETURN(mapper::MapperConfig mapper_config, mapper::MapperConfig::from_json(mcfg, config_path));
+  PROXYKV_ASSIGN_OR_RETURN(mapper::MapperTrainConfig train_config,
+                           mapper::MapperTrainConfig::from_json(cfg.value("train", json::object()), config_path));
+  torch::manual_seed(train_config.seed);
+  mapper::HybridAxialMapper model(mapper_config);
+  std::cout << "train-mapper: " << shape.to_string() << ", " << mapper::count_parameters(*model) << " parameters, "
+            << train.size() << " train / " << val.size() << " val contexts" << std::endl;
+
+  mapper::MapperTrainHooks hooks;
+  hooks.on_step = [](const mapper::MapperStepInfo& s) {
+    if (s.step % 20 != 0 && s.step != s.total_steps) return;
+    const double eta = s.elapsed_seconds / std::max<int64_t>(s.step, 1) * (s.total_steps - s.step);
+    std::cout << "step " << s.step << "/" << s.total_steps << " epoch " << s.epoch << " loss " << std::fixed
+              << std::setprecision(4) << s.loss << " lr " << std::scientific << std::setprecision(2) << s.lr
+              << std::fixed << " elapsed " << fmt_duration(s.elapsed_seconds) << " ETA " << fmt_duration(eta)
+              << std::endl;
+  };
+  double best = -1;
+  Status save_status;
+  hooks.on_epoch = [&](const mapper::MapperEpochMetrics& m) {
+    std::cout << "epoch " << m.epoch << " train_loss " << std::setprecision(4) << m.train_loss << " val";
+    for (const auto& [rho, r] : m.val.recall) std::cout << " recall@" << std::setprecision(1) << rho << " "
+                                                        << std::setprecision(3) << r;
+    std::cout << " mean_recall " << m.val.mean_recall << " spearman " << m.val.spearman << std::endl;
+    if (m.val.mean_recall > best) {
+      best = m.val.mean_recall;
+      Status s = mapper::save_mapper(out_dir, model, mapper_config);
+      if (!s.is_ok()) save_status = s;
+    }
+  };
+  PROXYKV_ASSIGN_OR_RETURN(auto history, mapper::train_mapper_epochs(model, train, val, train_config, hooks));
+  PROXYKV_RETURN_IF_ERROR(save_status);
+  PROXYKV_RETURN_IF_ERROR(
+      eval::save_mapper_channels(out_dir, train_manifest.at("channels").get<std::vector<std::string>>()));
+  json log = json::array();
+  for (const auto& m : history) {
+    json recall = json::object();
+    for (const auto& [rho, r] : m.val.recall) recall[std::to_string(rho).substr(0, 3)] = r;
+    log.push_back({{"epoch", m.epoch}, {"train_loss", m.train_loss}, {"val_recall", recall},
+                   {"val_mean_recall", m.val.mean_recall}, {"val_spearman", m.val.spearman}, {"seconds", m.seconds}});
+  }
+  std::ofstream(std::filesystem::path(out_dir) / "train_history.json") << log.dump(2) << "\n";
+  std::cout << "train-mapper: best val mean recall " << best << ", checkpoint in " << out_dir << std::endl;
+  return Status::ok();
+}
+
+}  // namespace
+
+Status run_calibrate_iam(const std::string& data_dir, const std::string& out) {
+  PROXYKV_ASSIGN_OR_RETURN(training::MapperDataset ds, training::read_mapper_data(data_dir));
+  const auto channels = ds.manifest.at("channels").get<std::vector<std::string>>();
+  const auto it = std::find(channels.begin(), channels.end(), "kvzip");
+  if (it == channels.end()) return invalid_argument(data_dir + ": the data has no 'kvzip' proxy channel");
+  const int64_t c = it - channels.begin();
+  std::vector<at::Tensor> proxy_rows, target_rows;
+  for (const auto& s : ds.samples) {
+    proxy_rows.push_back(at::exp(s.features[c]) - 1e-6);  // the channel is log(score + 1e-6)
+    target_rows.push_back(s.labels);
+  }
+  PROXYKV_ASSIGN_OR_RETURN(std::vector<int64_t> map,
+                           eval::calibrate_iam(proxy_rows, target_rows, ds.manifest.at("n_sink").get<int64_t>()));
+  PROXYKV_RETURN_IF_ERROR(eval::save_iam_map(out, map, proxy_rows[0].size(0)));
+  std::cout << "calibrate-iam: target row -> proxy row:";
+  for (int64_t p : map) std::cout << " " << p;
+  std::cout << "\n";
+  return Status::ok();
+}
+
+void register_train_mapper(CLI::App& app) {
+  {
+    auto data = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    CLI::App* cal = app.add_subcommand("calibrate-iam", "the kvzip_iam baseline's head map from mapper data");
+    cal->add_option("--data", *data, "make-mapper-data directory (calibration contexts)")->required();
+    cal->add_option("--out", *out, "IAM map JSON")->required();
+    cal->callback([data, out] {
+      Status s = run_calibrate_iam(*data, *out);
+      if (!s.is_ok()) {
+        std::cerr << "proxykv calibrate-iam: " << s.to_string() << "\n";
+        set_exit_code(1);
+      }
+    });
+  }
+  auto config = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("train-mapper", "train a HybridAxialMapper on make-mapper-data output");
+  cmd->add_option("--config", *config, "mapper training config JSON")->required();
+  cmd->callback([config] {
+    Status s = run(*config);
+    if (!s.is_ok()) {
+      std::cerr << "proxykv train-mapper: " << s.to_string() << "\n";
+      set_exit_code(1);
+    }
+  });
+}
+
+}  // namespace proxykv::cli
