@@ -32,6 +32,31 @@ TEST(LmData, InductionSequencesRepeatEarlierSpans) {
   EXPECT_GE(copies_found, 18);
 }
 
+// copied[i] marks exactly the tokens an induction head can predict: the bigram (tokens[i-1], tokens[i])
+// occurred earlier, so "find the previous occurrence of tokens[i-1], copy its successor" works.
+TEST(LmData, InductionCopiedFlagsMarkPredictableTokens) {
+  std::mt19937_64 rng(11);
+  size_t flagged = 0, total = 0;
+  for (int n = 0; n < 20; ++n) {
+    TrainingSequence s = sample_induction(rng, 128);
+    ASSERT_EQ(s.copied.size(), s.tokens.size());
+    EXPECT_EQ(s.copied[0], 0);
+    for (size_t i = 1; i < s.tokens.size(); ++i) {
+      total++;
+      if (!s.copied[i]) continue;
+      flagged++;
+      bool seen = false;
+      for (size_t j = 1; j + 1 < i && !seen; ++j) seen = s.tokens[j - 1] == s.tokens[i - 1] && s.tokens[j] == s.tokens[i];
+      EXPECT_TRUE(seen) << "sequence " << n << " position " << i;
+    }
+  }
+  // Copies are about half the segments, 4-16 tokens each, first token unflagged.
+  EXPECT_GT(flagged, total / 4);
+  EXPECT_LT(flagged, total * 3 / 4);
+  // The other samplers carry no flags.
+  EXPECT_TRUE(sample_recall(rng, 4, 4, 0.1f).copied.empty());
+}
+
 TEST(LmData, RecallWeightsOnlyQueriedValuesFully) {
   std::mt19937_64 rng(9);
   TrainingSequence s = sample_recall(rng, 8, 12, 0.1f);

@@ -104,6 +104,43 @@ TEST(TrainLm, ResumeContinuesExactly) {
   fs::remove_all(b);
 }
 
+// A phase with until_copy_loss ends at the first log point where the copy loss is below the threshold; the
+// shortened schedule is kept in the checkpoint, so a resumed run continues in the next phase.
+TEST(TrainLm, GatedPhaseEndsEarlyAndResumesInTheNextPhase) {
+  const fs::path dir = temp_dir("gated");
+  json j = tiny_config(dir.string(), 10);
+  j["phases"] = json::array({
+      {{"name", "induction"}, {"steps", 1000}, {"batch", 4}, {"mix", {{"induction", 1.0}}}, {"induction_length", 32},
+       {"until_copy_loss", 100.0}},  // any finite copy loss is below 100: ends at the first log point (step 10)
+      {{"name", "tasks"}, {"steps", 10}, {"batch", 4}, {"mix", {{"tasks", 1.0}}}, {"context_min", 32},
+       {"context_max", 48}, {"qa_per_sequence", 1}}});
+  auto config = TrainLmConfig::from_json(j, "gated");
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  std::ostringstream progress;
+  auto first = train_lm(*config, false, progress, /*stop_after=*/15);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->losses.size(), 15u);
+  EXPECT_NE(progress.str().find("phase 'induction' ends at step 10"), std::string::npos) << progress.str();
+  EXPECT_NE(progress.str().find("copy_loss"), std::string::npos);
+  // Steps 11-15 ran the next phase of a 20-step schedule.
+  EXPECT_NE(progress.str().find("stopped at step 15/20"), std::string::npos) << progress.str();
+  auto second = train_lm(*config, true, progress);
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_EQ(second->losses.size(), 5u);  // 20 steps in all: 10 gated + 10
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors"));
+
+  // A threshold below any reachable loss never fires: the phase runs its full length.
+  j["phases"][0]["until_copy_loss"] = 1e-9;
+  j["phases"][0]["steps"] = 20;
+  auto never = TrainLmConfig::from_json(j, "never");
+  ASSERT_TRUE(never.is_ok());
+  fs::remove_all(dir);
+  auto run = train_lm(*never, false, progress);
+  ASSERT_TRUE(run.is_ok());
+  EXPECT_EQ(run->losses.size(), 30u);
+  fs::remove_all(dir);
+}
+
 TEST(TrainLmConfig, ErrorsNameTheProblem) {
   json bad = tiny_config("/tmp/x", 10);
   bad["model"]["vocab_size"] = 100;
@@ -122,6 +159,12 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   c = TrainLmConfig::from_json(bad, "cfg.json");
   ASSERT_FALSE(c.is_ok());
   EXPECT_NE(c.status().message().find("niah_nonsense"), std::string::npos);
+
+  bad = tiny_config("/tmp/x", 10);
+  bad["phases"][0]["until_copy_loss"] = 1.0;  // no induction sequences in that phase: could never fire
+  c = TrainLmConfig::from_json(bad, "cfg.json");
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("until_copy_loss"), std::string::npos);
 
   EXPECT_EQ(TrainLmConfig::from_file("/nonexistent.json").status().code(), StatusCode::kNotFound);
 }

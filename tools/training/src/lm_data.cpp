@@ -70,7 +70,11 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
     if (have >= 8 && uniform_below(rng, 2) == 0) {
       const int64_t span = std::min<int64_t>(draw(rng, 4, 16), have - 1);
       const int64_t src = draw(rng, 1, have - span);
-      for (int64_t i = 0; i < span; ++i) push(s, s.tokens[src + i], 1.f);
+      for (int64_t i = 0; i < span; ++i) {
+        push(s, s.tokens[src + i], 1.f);
+        s.copied.resize(s.tokens.size(), 0);
+        s.copied.back() = i > 0 ? 1 : 0;
+      }
     } else {
       const int64_t run = draw(rng, 1, 16);
       for (int64_t i = 0; i < run; ++i) push(s, random_key_or_value(rng), 1.f);
@@ -78,6 +82,7 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
   }
   s.tokens.resize(length);
   s.weights.resize(length);
+  s.copied.resize(length, 0);
   return s;
 }
 
@@ -152,6 +157,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   try {
     p.name = j.value("name", std::string("phase"));
     p.steps = j.at("steps").get<int64_t>();
+    p.until_copy_loss = j.value("until_copy_loss", p.until_copy_loss);
     p.batch = j.value("batch", p.batch);
     const auto& mix = j.at("mix");
     p.w_induction = mix.value("induction", 0.0);
@@ -172,6 +178,10 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   }
   const std::string where = origin + ": phase '" + p.name + "': ";
   if (p.steps < 0 || p.batch < 1) return invalid_argument(where + "steps must be >= 0 and batch >= 1");
+  if (p.until_copy_loss < 0) return invalid_argument(where + "until_copy_loss must be >= 0 (0: off)");
+  if (p.until_copy_loss > 0 && p.w_induction <= 0) {
+    return invalid_argument(where + "until_copy_loss needs induction sequences in the mix");
+  }
   if (p.w_induction < 0 || p.w_recall < 0 || p.w_task < 0 || p.w_repeat < 0 ||
       p.w_induction + p.w_recall + p.w_task + p.w_repeat <= 0) {
     return invalid_argument(where + "mix weights must be >= 0 with a positive sum");

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <ostream>
 #include <sstream>
 
@@ -32,26 +33,45 @@ std::string format_duration(double seconds) {
   return out.str();
 }
 
-double lr_at(const TrainLmConfig& c, int64_t step) {
-  const int64_t total = std::max<int64_t>(1, c.total_steps());
+// The curriculum's phase lengths as run: a gated phase (until_copy_loss) may end before its `steps`; the
+// lengths of gated phases that ended are kept in the checkpoint so that a resumed run sees the same schedule.
+struct Schedule {
+  std::vector<int64_t> lengths;
+
+  explicit Schedule(const TrainLmConfig& c) {
+    for (const auto& p : c.phases) lengths.push_back(p.steps);
+  }
+  int64_t total() const {
+    int64_t n = 0;
+    for (int64_t l : lengths) n += l;
+    return n;
+  }
+  int64_t start_of(size_t phase) const {
+    int64_t n = 0;
+    for (size_t i = 0; i < phase; ++i) n += lengths[i];
+    return n;
+  }
+  size_t phase_at(int64_t step) const {
+    int64_t end = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      end += lengths[i];
+      if (step < end) return i;
+    }
+    return lengths.size() - 1;
+  }
+};
+
+// Linear warm-up, then cosine decay to min_lr_ratio over the schedule as run.
+double lr_at(const TrainLmConfig& c, const Schedule& schedule, int64_t step) {
+  const int64_t total = std::max<int64_t>(1, schedule.total());
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps);
   const double progress = static_cast<double>(step - c.warmup_steps) / std::max<int64_t>(1, total - c.warmup_steps);
   const double cosine = 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress)));
   return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine);
 }
 
-// Phase of a global step.
-const PhaseMix& phase_at(const TrainLmConfig& c, int64_t step) {
-  int64_t end = 0;
-  for (const auto& p : c.phases) {
-    end += p.steps;
-    if (step < end) return p;
-  }
-  return c.phases.back();
-}
-
 struct Batch {
-  at::Tensor inputs, targets, weights;
+  at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)
   int64_t tokens = 0;
 };
 
@@ -67,19 +87,23 @@ Result<Batch> make_batch(const TrainLmConfig& c, int64_t step, const PhaseMix& p
   const int64_t B = phase.batch, T = static_cast<int64_t>(max_len);
   at::Tensor tokens = at::full({B, T}, tasks::kPadId, at::kLong);
   at::Tensor weights = at::zeros({B, T}, at::kFloat);
+  at::Tensor copied = at::zeros({B, T}, at::kFloat);
   auto tok = tokens.accessor<int64_t, 2>();
   auto w = weights.accessor<float, 2>();
+  auto cp = copied.accessor<float, 2>();
   Batch batch;
   for (int64_t b = 0; b < B; ++b) {
     for (size_t i = 0; i < seqs[b].tokens.size(); ++i) {
       tok[b][i] = seqs[b].tokens[i];
       w[b][i] = seqs[b].weights[i];
+      if (i < seqs[b].copied.size()) cp[b][i] = seqs[b].copied[i];
     }
     batch.tokens += static_cast<int64_t>(seqs[b].tokens.size());
   }
   batch.inputs = tokens.narrow(1, 0, T - 1);
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.weights = weights.narrow(1, 1, T - 1);
+  batch.copied = copied.narrow(1, 1, T - 1);
   return batch;
 }
 
@@ -98,7 +122,8 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(const DecoderLM& mod
   return groups;
 }
 
-Status save_checkpoint(const TrainLmConfig& c, const DecoderLM& model, torch::optim::AdamW& opt, int64_t step) {
+Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const DecoderLM& model,
+                       torch::optim::AdamW& opt, int64_t step) {
   const fs::path dir = fs::path(c.out_dir) / "checkpoint";
   const fs::path tmp = fs::path(c.out_dir) / "checkpoint.tmp";
   std::error_code ec;
@@ -109,7 +134,15 @@ Status save_checkpoint(const TrainLmConfig& c, const DecoderLM& model, torch::op
   } catch (const std::exception& e) {
     return invalid_argument(tmp.string() + ": cannot save optimizer state: " + e.what());
   }
-  std::ofstream((tmp / "trainer_state.json").string()) << json{{"step", step}, {"seed", c.seed}}.dump() << "\n";
+  json state{{"step", step}, {"seed", c.seed}};
+  json ended = json::object();  // gated phases that ended early: name -> length as run
+  for (size_t i = 0; i < c.phases.size(); ++i) {
+    if (c.phases[i].until_copy_loss > 0 && schedule.lengths[i] != c.phases[i].steps) {
+      ended[c.phases[i].name] = schedule.lengths[i];
+    }
+  }
+  state["gated_phase_steps"] = ended;
+  std::ofstream((tmp / "trainer_state.json").string()) << state.dump() << "\n";
   fs::remove_all(dir, ec);
   fs::rename(tmp, dir, ec);  // the previous checkpoint stays whole until the new one is complete
   if (ec) return invalid_argument(dir.string() + ": cannot move checkpoint into place: " + ec.message());
@@ -227,6 +260,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
 
   const fs::path ckpt = fs::path(c.out_dir) / "checkpoint";
   int64_t start_step = 0;
+  Schedule schedule(c);
   std::unique_ptr<DecoderLM> model;
   const bool from_checkpoint = resume && fs::exists(ckpt / "trainer_state.json");
   if (from_checkpoint) {
@@ -235,6 +269,22 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     json state = json::parse(in, nullptr, false);
     if (state.is_discarded() || !state.contains("step")) return invalid_argument(ckpt.string() + ": bad trainer_state");
     start_step = state.at("step").get<int64_t>();
+    const json gated = state.value("gated_phase_steps", json::object());
+    if (!gated.is_object()) return invalid_argument(ckpt.string() + ": bad gated_phase_steps in trainer_state");
+    for (const auto& [name, steps] : gated.items()) {
+      if (!steps.is_number_integer()) return invalid_argument(ckpt.string() + ": bad gated_phase_steps." + name);
+      bool found = false;
+      for (size_t i = 0; i < c.phases.size(); ++i) {
+        if (c.phases[i].name == name && c.phases[i].until_copy_loss > 0) {
+          schedule.lengths[i] = std::min(steps.get<int64_t>(), c.phases[i].steps);
+          found = true;
+        }
+      }
+      if (!found) {
+        return invalid_argument(ckpt.string() + ": checkpoint ended gated phase '" + name +
+                                "' early, but the config has no such gated phase");
+      }
+    }
   } else {
     PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::random_init(spec, c.seed, c.init_std, load));
   }
@@ -250,28 +300,33 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     progress << "resumed from " << ckpt.string() << " at step " << start_step << "\n";
   }
   progress << "training " << architecture_class_name(spec.arch) << " " << spec.num_layers << " layers, hidden "
-           << spec.hidden_size << ", " << spec.num_parameters() << " params; " << c.total_steps() << " steps; threads "
+           << spec.hidden_size << ", " << spec.num_parameters() << " params; " << schedule.total() << " steps; threads "
            << at::get_num_threads() << "\n";
 
   TrainLmResult result;
-  const int64_t total = c.total_steps();
   auto t_start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
-  double loss_sum = 0;
-  int64_t loss_count = 0;
+  double loss_sum = 0, copy_sum = 0;
+  int64_t loss_count = 0, copy_count = 0;
   auto t_log = t_start;
-  const int64_t end_step = stop_after > 0 ? std::min(total, start_step + stop_after) : total;
+  const int64_t stop_step = stop_after > 0 ? start_step + stop_after : std::numeric_limits<int64_t>::max();
   result.steps = start_step;
-  for (int64_t step = start_step; step < end_step; ++step) {
-    const PhaseMix& phase = phase_at(c, step);
+  for (int64_t step = start_step; step < std::min(schedule.total(), stop_step); ++step) {
+    const size_t phase_index = schedule.phase_at(step);
+    const PhaseMix& phase = c.phases[phase_index];
     PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, step, phase));
-    const double lr = lr_at(c, step);
+    const double lr = lr_at(c, schedule, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
     at::Tensor logits = model->forward_batch(batch.inputs);
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
     at::Tensor nll = -logp.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
     at::Tensor loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
+    const double n_copied = batch.copied.sum().item<double>();
+    if (n_copied > 0) {
+      copy_sum += (nll.detach() * batch.copied).sum().item<double>() / n_copied;
+      ++copy_count;
+    }
     opt.zero_grad();
     loss.backward();
     torch::nn::utils::clip_grad_norm_(model->weights().parameters(), c.clip);
@@ -285,6 +340,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     tokens_since += batch.tokens;
     result.steps = step + 1;
 
+    const int64_t total = schedule.total();
     if ((step + 1) % c.log_every == 0 || step + 1 == total) {
       const auto now = std::chrono::steady_clock::now();
       const double dt = std::chrono::duration<double>(now - t_log).count();
@@ -293,11 +349,21 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
       progress << "step " << step + 1 << "/" << total << " [" << phase.name << "] loss " << std::fixed
                << std::setprecision(4) << loss_sum / loss_count << " lr " << std::scientific << std::setprecision(2)
                << lr << std::fixed << std::setprecision(0) << " tok/s " << tokens_since / std::max(dt, 1e-9)
-               << " elapsed " << format_duration(elapsed) << " ETA " << format_duration(eta) << std::endl;
+               << " elapsed " << format_duration(elapsed) << " ETA " << format_duration(eta);
+      const double copy_loss = copy_count ? copy_sum / copy_count : -1;
+      if (copy_count) progress << " copy_loss " << std::setprecision(3) << copy_loss;
+      progress << std::endl;
       t_log = now;
       tokens_since = 0;
-      loss_sum = 0;
-      loss_count = 0;
+      loss_sum = copy_sum = 0;
+      loss_count = copy_count = 0;
+      if (phase.until_copy_loss > 0 && copy_loss >= 0 && copy_loss < phase.until_copy_loss &&
+          step + 1 < schedule.start_of(phase_index) + schedule.lengths[phase_index]) {
+        schedule.lengths[phase_index] = step + 1 - schedule.start_of(phase_index);
+        progress << "phase '" << phase.name << "' ends at step " << step + 1 << ": copy loss " << copy_loss
+                 << " < " << phase.until_copy_loss << "; " << schedule.total() << " steps in all now" << std::endl;
+        PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, schedule, *model, opt, step + 1));
+      }
     }
     if (c.eval_every > 0 && (step + 1) % c.eval_every == 0) {
       PROXYKV_ASSIGN_OR_RETURN(RetrievalScore s, evaluate_retrieval(*model, c.eval_tasks, c.eval_length,
@@ -308,12 +374,13 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
       progress << std::endl;
     }
     if (c.checkpoint_every > 0 && (step + 1) % c.checkpoint_every == 0) {
-      PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, *model, opt, step + 1));
+      PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, schedule, *model, opt, step + 1));
     }
   }
-  PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, *model, opt, result.steps));
-  if (result.steps < total) {
-    progress << "stopped at step " << result.steps << "/" << total << "; continue with --resume" << std::endl;
+  PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, schedule, *model, opt, result.steps));
+  if (result.steps < schedule.total()) {
+    progress << "stopped at step " << result.steps << "/" << schedule.total() << "; continue with --resume"
+             << std::endl;
     return result;
   }
   PROXYKV_RETURN_IF_ERROR(model->save(c.out_dir));

@@ -18,6 +18,10 @@ namespace proxykv::training {
 struct TrainingSequence {
   std::vector<int32_t> tokens;
   std::vector<float> weights;
+  // Induction sequences only (empty elsewhere): 1 where tokens[i] is predictable by copying, i.e. inside a
+  // copied span after its first token. The trainer's copy loss (mean loss over these) says whether the
+  // induction circuit has formed: ~ln(512) = 6.2 before, below 1 after.
+  std::vector<uint8_t> copied;
 };
 
 // Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
@@ -43,8 +47,11 @@ Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& 
 // One curriculum phase's mixture: which samplers, with which weights and sizes.
 struct PhaseMix {
   std::string name;
-  int64_t steps = 0;
+  int64_t steps = 0;  // the phase's length; with until_copy_loss, its maximum
   int64_t batch = 16;
+  // > 0: the phase ends early, at the first log point where the copy loss averaged over the last log_every
+  // steps is below this (TASKS.md: switch from induction pretraining once copying works, loss below ~1.0).
+  double until_copy_loss = 0;
   double w_induction = 0, w_recall = 0, w_task = 0, w_repeat = 0;
   int64_t induction_length = 128;
   int recall_facts_min = 2, recall_facts_max = 32;
