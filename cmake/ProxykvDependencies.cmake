@@ -31,3 +31,16 @@ if(PROXYKV_WITH_UCX)
                         "(scripts/install-deps.sh) or configure with -DPROXYKV_WITH_UCX=OFF")
   endif()
 endif()
+
+# Transport (proto/, transport/): protobuf for the envelope, ZeroMQ + cppzmq for the control channel and the
+# ZeroMQ data plane, zlib for the CRC-32 of tensor frames.
+find_package(Protobuf 3.12 REQUIRED)
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq>=4.3)
+pkg_check_modules(CPPZMQ REQUIRED IMPORTED_TARGET cppzmq)
+find_package(ZLIB REQUIRED)
+
+# Telemetry (common/telemetry): prometheus-cpp core for the registry and text exposition (its pull Exposer is
+# not used: the admin endpoints are cpp-httplib, shared with the target's API server). Debian's cpp-httplib is
+# the compiled split build, found through pkg-config, whose flags carry its feature defines.
+find_package(prometheus-cpp CONFIG REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

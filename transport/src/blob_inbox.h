@@ -1,0 +1,49 @@
+// BlobInbox: received data-plane blobs waiting for the receive() that asks for their key. Bounded in bytes
+// and in time; shared by the ZeroMQ plane and (later) the UCX plane, whose progress thread fills it.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "proxykv/core/status.h"
+#include "proxykv/transport/message.h"
+#include "proxykv/transport/socket_options.h"
+
+namespace proxykv::transport {
+
+class BlobInbox {
+ public:
+  BlobInbox(uint64_t max_bytes, std::chrono::milliseconds ttl) : max_bytes_(max_bytes), ttl_(ttl) {}
+
+  // Stores a blob (replacing an older one with the same key). False when it does not fit in max_bytes.
+  bool put(const std::string& key, WireTensor tensor);
+  // Waits until `deadline` for `key`; DEADLINE_EXCEEDED when it does not come, UNAVAILABLE after close().
+  Result<WireTensor> take(const std::string& key, Deadline deadline);
+  // Wakes every waiter; later takes fail at once.
+  void close();
+
+  uint64_t expired() const;
+  uint64_t pending_bytes() const;
+
+ private:
+  struct Entry {
+    WireTensor tensor;
+    Clock::time_point arrived;
+  };
+  void expire_locked(Clock::time_point now);
+
+  const uint64_t max_bytes_;
+  const std::chrono::milliseconds ttl_;
+  mutable std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::map<std::string, Entry> entries_;
+  uint64_t bytes_ = 0;
+  uint64_t expired_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace proxykv::transport
