@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxykv/mapper/mapper_registry.h"
 #include "proxykv/scoring/scorers.h"
 
 namespace proxykv::eval {
@@ -105,22 +106,11 @@ Result<std::vector<int64_t>> calibrate_iam(const std::vector<at::Tensor>& proxy_
 }
 
 Result<std::vector<std::string>> mapper_channels(const std::string& dir) {
-  const std::string path = dir + "/features.json";
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": missing (which proxy feature channels the mapper reads)");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.contains("channels") || !j["channels"].is_array()) {
-    return invalid_argument(path + ": needs {\"channels\": [...]}");
-  }
-  try {
-    std::vector<std::string> channels = j["channels"].get<std::vector<std::string>>();
-    proxy::FeatureOptions check;
-    check.channels = channels;
-    PROXYKV_RETURN_IF_ERROR(proxy::validate_feature_options(check));
-    return channels;
-  } catch (const nlohmann::json::exception& e) {
-    return invalid_argument(path + ": " + e.what());
-  }
+  PROXYKV_ASSIGN_OR_RETURN(std::vector<std::string> channels, mapper::read_feature_channels(dir));
+  proxy::FeatureOptions check;
+  check.channels = channels;
+  PROXYKV_RETURN_IF_ERROR(proxy::validate_feature_options(check));
+  return channels;
 }
 
 Status save_mapper_channels(const std::string& dir, const std::vector<std::string>& channels) {

@@ -1,0 +1,108 @@
+// proxykv-mapper: serves HybridAxialMapper checkpoints keyed by (proxy, target) model pair.
+// Every key is a JSON config key, a --flag and a PROXYKV_MAPPER_* env var (docs/operations.md).
+// First stdout line: {"service":"mapper","control":"tcp://...","admin":"http://...","data_plane":"zmq|ucx"}.
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "proxykv/mapper_server/mapper_server.h"
+#include "proxykv/service/signals.h"
+#include "proxykv/service_config/config_schema.h"
+#include "proxykv/service_config/validators.h"
+#include "proxykv/telemetry/admin_server.h"
+#include "proxykv/transport/codec.h"
+
+namespace {
+
+struct MapperServiceConfig {
+  std::string control_endpoint = "tcp://127.0.0.1:0";
+  std::string admin_host = "127.0.0.1";
+  int64_t admin_port = 0;
+  std::string data_plane = "zmq";
+  std::string data_plane_bind = "tcp://127.0.0.1:0";
+  std::string advertise_host;
+  std::vector<std::string> mappers;
+  std::string device = "cpu";
+  int64_t threads = 1;
+  int64_t workers = 1;
+  int64_t queue_capacity = 64;
+  bool fallback_to_zmq = true;
+};
+
+int run(int argc, char** argv) {
+  using namespace proxykv;
+  namespace sc = service_config;
+  const sigset_t signals = service::block_shutdown_signals();
+  MapperServiceConfig cfg;
+  sc::ConfigSchema schema("mapper", "proxykv-mapper: proxy features -> target keep masks");
+  schema.add("control_endpoint", &cfg.control_endpoint, "ROUTER endpoint for ProxyFeatures (port 0: free)")
+      .add("admin_host", &cfg.admin_host, "host of /health and /metrics")
+      .add("admin_port", &cfg.admin_port, "port of /health and /metrics (0: free)", sc::in_range<int64_t>(0, 65535))
+      .add("data_plane", &cfg.data_plane, "feature data plane: zmq | ucx", sc::one_of({"zmq", "ucx"}))
+      .add("data_plane_bind", &cfg.data_plane_bind, "zmq data plane bind endpoint")
+      .add("advertise_host", &cfg.advertise_host, "host advertised for the zmq data plane (pod IP)")
+      .add("mappers", &cfg.mappers, "checkpoints served, PROXY_ID:TARGET_ID=DIR (comma-separated)")
+      .add("device", &cfg.device, "cpu (cuda: not yet for the mapper)", sc::one_of({"cpu"}))
+      .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
+      .add("workers", &cfg.workers, "mapping threads", sc::in_range<int64_t>(1, 64))
+      .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
+      .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start");
+  if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
+  transport::route_protobuf_logs_to_spdlog();
+  at::set_num_threads(static_cast<int>(cfg.threads));
+
+  mapper::MapperRegistry registry;
+  for (const auto& spec : cfg.mappers) throw_if_error(registry.add_spec(spec));
+  telemetry::Metrics metrics({"mapper", registry.empty() ? "" : registry.pair_names().front()});
+
+  zmq::context_t context(1);
+  mapper::MapperServerOptions options;
+  options.control.endpoint = cfg.control_endpoint;
+  options.control.service_name = "mapper";
+  options.data_plane.transport = cfg.data_plane;
+  options.data_plane.bind_endpoint = cfg.data_plane_bind;
+  options.data_plane.advertise_host = cfg.advertise_host;
+  options.data_plane.fallback_to_zmq = cfg.fallback_to_zmq;
+  options.workers = static_cast<int>(cfg.workers);
+  options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
+  auto server = value_or_throw(mapper::MapperServer::start(context, options, registry, metrics));
+  mapper::MapperServer* raw = server.get();
+  telemetry::AdminServerOptions admin_options;
+  admin_options.host = cfg.admin_host;
+  admin_options.port = static_cast<int>(cfg.admin_port);
+  auto admin = value_or_throw(telemetry::AdminServer::start(admin_options, metrics, [raw, &registry] {
+    telemetry::HealthReport r;
+    r.state = raw->draining() ? telemetry::ServingState::kDraining : telemetry::ServingState::kServing;
+    r.details = {{"in_flight", raw->in_flight()},
+                 {"data_plane", raw->data_plane_transport()},
+                 {"model_pairs", registry.pair_names()}};
+    return r;
+  }));
+  std::cout << nlohmann::json{{"service", "mapper"},
+                              {"control", server->control_endpoint()},
+                              {"admin", "http://" + admin->host() + ":" + std::to_string(admin->bound_port())},
+                              {"data_plane", server->data_plane_transport()}}
+                   .dump()
+            << std::endl;
+  const int sig = service::wait_for_shutdown(signals);
+  spdlog::info("signal {}: draining", sig);
+  server->begin_drain();
+  while (server->in_flight() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "proxykv-mapper: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,285 @@
+#include "proxykv/mapper_server/mapper_server.h"
+
+#include <chrono>
+#include <optional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "proxykv/scoring/selection.h"
+#include "proxykv/service/bounded_queue.h"
+#include "proxykv/service/deadline.h"
+#include "proxykv/service/peer_clients.h"
+#include "proxykv/service/wire_torch.h"
+#include "proxykv/transport/codec.h"
+#include "proxykv/transport/error_reply.h"
+
+namespace proxykv::mapper {
+namespace {
+
+using transport::Message;
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto log = [] {
+    auto existing = spdlog::get("mapper");
+    if (existing) return existing;
+    auto l = spdlog::default_logger()->clone("mapper");
+    spdlog::register_logger(l);
+    return l;
+  }();
+  return log;
+}
+
+Result<scoring::SelectionLevel> level_of(v1::SelectionLevel level) {
+  switch (level) {
+    case v1::SELECTION_LEVEL_UNSPECIFIED:
+    case v1::SELECTION_LEVEL_GLOBAL:
+      return scoring::SelectionLevel::kGlobal;
+    case v1::SELECTION_LEVEL_LAYER:
+      return scoring::SelectionLevel::kLayer;
+    case v1::SELECTION_LEVEL_HEAD:
+      return scoring::SelectionLevel::kHead;
+    default:
+      return invalid_argument("unknown selection level " + std::to_string(static_cast<int>(level)));
+  }
+}
+
+}  // namespace
+
+struct MapperServer::Impl {
+  Impl(zmq::context_t& ctx, MapperServerOptions opts, const MapperRegistry& reg, telemetry::Metrics& m)
+      : context(ctx), options(std::move(opts)), registry(reg), metrics(m) {}
+
+  zmq::context_t& context;
+  MapperServerOptions options;
+  const MapperRegistry& registry;
+  telemetry::Metrics& metrics;
+  std::unique_ptr<transport::ControlServer> server;
+  std::unique_ptr<transport::DataPlane> plane;
+
+  std::atomic<bool> stop_serving{false};
+  std::atomic<bool> draining{false};
+  std::atomic<size_t> in_flight{0};
+  std::thread serve_thread;
+  std::vector<std::thread> workers;
+
+  service::BoundedQueue<Message> queue{options.queue_capacity};
+  mutable std::mutex mu;
+  MapperServerStats stats;  // guarded by mu
+
+  void count(uint64_t MapperServerStats::*field) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++(stats.*field);
+  }
+
+  Result<Message> handle(const Message& request) {
+    Message reply;
+    switch (request.envelope.body_case()) {
+      case v1::Envelope::kHealthRequest: {
+        v1::HealthReply* h = reply.envelope.mutable_health_reply();
+        h->set_status(draining ? v1::SERVING_STATUS_DRAINING : v1::SERVING_STATUS_SERVING);
+        h->set_service(options.control.service_name);
+        h->set_service_version(options.service_version);
+        h->set_in_flight(static_cast<uint32_t>(in_flight.load()));
+        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
+        h->set_data_plane_transport(plane->transport_name());
+        for (const auto& n : registry.pair_names()) h->add_model_pairs(n);
+        return reply;
+      }
+      case v1::Envelope::kHandshake: {
+        v1::Handshake* h = reply.envelope.mutable_handshake();
+        h->set_protocol_version(transport::kProtocolVersion);
+        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
+        h->set_service_name(options.control.service_name);
+        h->set_service_version(options.service_version);
+        *h->add_data_planes() = plane->local_endpoint();
+        return reply;
+      }
+      case v1::Envelope::kProxyFeatures:
+        break;
+      default:
+        return unimplemented("the mapper does not serve " +
+                             std::string(transport::message_type_name(request.type())) + " requests");
+    }
+    const v1::ProxyFeatures& f = request.envelope.proxy_features();
+    auto refuse = [&](Status s) -> Result<Message> {
+      count(&MapperServerStats::refused);
+      logger()->warn("[{}] refused: {}", f.request_id(), s.to_string());
+      return s;
+    };
+    if (draining) return refuse(Status(StatusCode::kUnavailable, "mapper is draining (shutting down)"));
+    auto pair = registry.find(f.proxy_model_id(), f.target_model_id());
+    if (!pair.is_ok()) return refuse(pair.status());
+    const MapperPair& p = **pair;
+    if (!f.compatibility_hash().empty() && f.compatibility_hash() != p.compatibility_hash) {
+      return refuse(failed_precondition("compatibility hash " + f.compatibility_hash() + " is not mapper " +
+                                        p.name() + "'s " + p.compatibility_hash));
+    }
+    const auto& shape = p.loaded.config.shape;
+    if (f.channels() != shape.channels || f.proxy_layers() != shape.proxy_layers ||
+        f.proxy_kv_heads() != shape.proxy_kv_heads) {
+      return refuse(invalid_argument("features [C=" + std::to_string(f.channels()) + ", " +
+                                     std::to_string(f.proxy_layers()) + "x" + std::to_string(f.proxy_kv_heads()) +
+                                     "] do not fit mapper " + p.name() + " (" + shape.to_string() + ")"));
+    }
+    std::vector<std::string> names(f.channel_names().begin(), f.channel_names().end());
+    if (names != p.channels) return refuse(invalid_argument("feature channels differ from mapper " + p.name() + "'s"));
+    if (!(f.keep_ratio() > 0.f && f.keep_ratio() <= 1.f)) {
+      return refuse(invalid_argument("keep_ratio must be in (0, 1], got " + std::to_string(f.keep_ratio())));
+    }
+    if (f.tokens() == 0 || f.num_sink_tokens() > f.tokens()) {
+      return refuse(invalid_argument("tokens must be >= 1 and num_sink_tokens <= tokens"));
+    }
+    if (f.reply_to().rfind("tcp://", 0) != 0) return refuse(invalid_argument("reply_to must be a tcp:// endpoint"));
+    if (f.features_tensor().empty() && !f.has_features_ref()) {
+      return refuse(invalid_argument("ProxyFeatures carries neither features_tensor nor features_ref"));
+    }
+    size_t depth = 0;
+    ++in_flight;
+    if (!queue.push(request, &depth)) {
+      --in_flight;
+      return refuse(Status(StatusCode::kResourceExhausted,
+                           "mapper queue full (" + std::to_string(queue.capacity()) + " requests)"));
+    }
+    count(&MapperServerStats::accepted);
+    reply.envelope.mutable_accepted()->set_service(options.control.service_name);
+    reply.envelope.mutable_accepted()->set_queue_depth(static_cast<uint32_t>(depth));
+    return reply;
+  }
+
+  // Features -> PruneMask for one accepted request.
+  Result<Message> map_one(const Message& request, transport::Deadline deadline) {
+    const v1::ProxyFeatures& f = request.envelope.proxy_features();
+    PROXYKV_ASSIGN_OR_RETURN(const MapperPair* pair, registry.find(f.proxy_model_id(), f.target_model_id()));
+    transport::WireTensor wire;
+    if (!f.features_tensor().empty()) {
+      const transport::WireTensor* t = request.find_tensor(f.features_tensor());
+      if (!t) return invalid_argument("features tensor '" + f.features_tensor() + "' is not in the message");
+      wire = *t;
+    } else {
+      PROXYKV_ASSIGN_OR_RETURN(wire, plane->receive(f.features_ref().key(), deadline));
+      PROXYKV_RETURN_IF_ERROR(transport::matches_descriptor(wire, f.features_ref().tensor()));
+      metrics.transfer_bytes_total(plane->transport_name()).Increment(static_cast<double>(wire.data.size()));
+    }
+    PROXYKV_ASSIGN_OR_RETURN(at::Tensor features, service::from_wire(wire));
+    if (features.dim() != 3 || features.size(2) != static_cast<int64_t>(f.tokens())) {
+      return invalid_argument("features tensor does not have the declared [C, P, T] shape");
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, map_features(*pair, features));
+    PROXYKV_ASSIGN_OR_RETURN(scoring::SelectionLevel level, level_of(f.selection_level()));
+    PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep,
+                             scoring::select_entries(scores, f.keep_ratio(), level, f.num_sink_tokens()));
+    metrics.mapper_inference_seconds().Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+
+    Message mask;
+    mask.envelope.set_request_id(f.request_id());
+    v1::PruneMask* m = mask.envelope.mutable_prune_mask();
+    m->set_request_id(f.request_id());
+    m->set_target_model_id(f.target_model_id());
+    m->set_target_layers(static_cast<uint32_t>(scores.size(0)));
+    m->set_target_kv_heads(static_cast<uint32_t>(scores.size(1)));
+    m->set_tokens(f.tokens());
+    m->set_keep_ratio(f.keep_ratio());
+    m->set_achieved_keep_ratio(static_cast<float>(keep.ratio()));
+    m->set_selection_level(f.selection_level() == v1::SELECTION_LEVEL_UNSPECIFIED ? v1::SELECTION_LEVEL_GLOBAL
+                                                                                   : f.selection_level());
+    m->set_method("proxykv");
+    m->set_encoding(v1::MASK_ENCODING_KEPT_INDICES);
+    m->set_compatibility_hash(pair->compatibility_hash);
+    for (size_t l = 0; l < keep.keep.size(); ++l) {
+      for (size_t h = 0; h < keep.keep[l].size(); ++h) {
+        v1::HeadKeptIndices* head = m->add_heads();
+        head->set_layer(static_cast<uint32_t>(l));
+        head->set_kv_head(static_cast<uint32_t>(h));
+        at::Tensor idx = keep.keep[l][h].to(at::kLong).contiguous();
+        const int64_t* d = idx.data_ptr<int64_t>();
+        for (int64_t i = 0; i < idx.numel(); ++i) head->add_token_indices(static_cast<uint32_t>(d[i]));
+      }
+    }
+    return mask;
+  }
+
+  void worker_loop() {
+    transport::ClientOptions base;
+    base.service_name = options.control.service_name;
+    base.socket = options.control.socket;
+    service::PeerClients replies(context, base);
+    while (std::optional<Message> next = queue.pop()) {
+      const Message& request = *next;
+      const v1::ProxyFeatures& f = request.envelope.proxy_features();
+      const transport::Deadline deadline =
+          service::steady_deadline(f.deadline_unix_ms(), std::chrono::milliseconds(30000));
+      Result<Message> mask = [&]() -> Result<Message> {
+        try {
+          return map_one(request, deadline);
+        } catch (const std::exception& e) {  // LibTorch throws c10::Error: never past a thread boundary
+          return internal_error(std::string("mapping failed: ") + e.what());
+        }
+      }();
+      const bool ok = mask.is_ok();
+      Message out = ok ? std::move(*mask) : transport::make_error_reply(mask.status(), options.control.service_name);
+      if (!ok) {
+        out.envelope.set_request_id(f.request_id());
+        logger()->warn("[{}] mapping failed: {}", f.request_id(), mask.status().to_string());
+      }
+      // Deliver even a little past the deadline: the target discards what it no longer waits for.
+      const auto send_deadline = std::max(deadline, transport::Clock::now() + std::chrono::milliseconds(500));
+      auto ack = replies.call(f.reply_to(), std::move(out), send_deadline);
+      if (!ack.is_ok()) {
+        count(&MapperServerStats::delivery_failed);
+        logger()->warn("[{}] cannot deliver the {} to {}: {}", f.request_id(), ok ? "mask" : "error", f.reply_to(),
+                       ack.status().to_string());
+      } else {
+        count(ok ? &MapperServerStats::masks_sent : &MapperServerStats::errors_sent);
+      }
+      --in_flight;
+    }
+  }
+};
+
+MapperServer::MapperServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<MapperServer>> MapperServer::start(zmq::context_t& context, MapperServerOptions options,
+                                                          const MapperRegistry& registry,
+                                                          telemetry::Metrics& metrics) {
+  if (options.workers < 1) return invalid_argument("mapper workers must be >= 1");
+  if (options.queue_capacity < 1) return invalid_argument("mapper queue_capacity must be >= 1");
+  if (registry.empty()) return invalid_argument("the mapper serves no checkpoint: give at least one --mappers");
+  auto impl = std::make_unique<Impl>(context, std::move(options), registry, metrics);
+  PROXYKV_ASSIGN_OR_RETURN(impl->server, transport::ControlServer::bind(context, impl->options.control));
+  PROXYKV_ASSIGN_OR_RETURN(impl->plane, transport::make_data_plane(context, impl->options.data_plane));
+  Impl* raw = impl.get();
+  for (int i = 0; i < raw->options.workers; ++i) raw->workers.emplace_back([raw] { raw->worker_loop(); });
+  raw->serve_thread = std::thread([raw] {
+    Status s = raw->server->serve([raw](const Message& m) { return raw->handle(m); }, raw->stop_serving);
+    if (!s.is_ok()) logger()->error("control socket failed: {}", s.to_string());
+  });
+  logger()->info("serving {} on {} (data plane {}), mappers: {}", raw->options.control.service_name,
+                 raw->server->endpoint(), raw->plane->transport_name(), raw->registry.pair_names().size());
+  return std::unique_ptr<MapperServer>(new MapperServer(std::move(impl)));
+}
+
+MapperServer::~MapperServer() {
+  if (!impl_) return;
+  impl_->stop_serving = true;
+  if (impl_->serve_thread.joinable()) impl_->serve_thread.join();
+  impl_->queue.close();
+  for (auto& w : impl_->workers) w.join();
+}
+
+const std::string& MapperServer::control_endpoint() const { return impl_->server->endpoint(); }
+v1::DataPlaneEndpoint MapperServer::data_plane_endpoint() const { return impl_->plane->local_endpoint(); }
+const char* MapperServer::data_plane_transport() const { return impl_->plane->transport_name(); }
+void MapperServer::begin_drain() { impl_->draining = true; }
+bool MapperServer::draining() const { return impl_->draining; }
+size_t MapperServer::in_flight() const { return impl_->in_flight; }
+MapperServerStats MapperServer::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace proxykv::mapper

@@ -1,0 +1,132 @@
+// proxykv-proxy: runs the small model over contexts and ships its importance features to the mapper pool.
+// Every key is a JSON config key, a --flag and a PROXYKV_PROXY_* env var (docs/operations.md).
+// First stdout line: {"service":"proxy","control":"tcp://...","admin":"http://...","data_plane":"zmq|ucx"}.
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "proxykv/model/tokenizer.h"
+#include "proxykv/proxy_server/proxy_server.h"
+#include "proxykv/service/signals.h"
+#include "proxykv/service_config/config_schema.h"
+#include "proxykv/service_config/validators.h"
+#include "proxykv/telemetry/admin_server.h"
+#include "proxykv/transport/codec.h"
+
+namespace {
+
+struct ProxyServiceConfig {
+  std::string model;
+  std::string model_id;
+  std::string control_endpoint = "tcp://127.0.0.1:0";
+  std::string admin_host = "127.0.0.1";
+  int64_t admin_port = 0;
+  std::vector<std::string> mapper_endpoints;
+  std::string data_plane = "zmq";
+  std::string data_plane_bind = "tcp://127.0.0.1:0";
+  bool inline_features = false;
+  bool fallback_to_zmq = true;
+  std::vector<std::string> channels{"kvzip"};
+  int64_t kvzip_chunk = 2048;
+  std::string device = "cpu";
+  int64_t threads = 1;
+  int64_t workers = 1;
+  int64_t queue_capacity = 64;
+  int64_t max_context_tokens = 65536;
+};
+
+int run(int argc, char** argv) {
+  using namespace proxykv;
+  namespace sc = service_config;
+  const sigset_t signals = service::block_shutdown_signals();
+  ProxyServiceConfig cfg;
+  sc::ConfigSchema schema("proxy", "proxykv-proxy: proxy-model importance features for the mapper");
+  schema.add("model", &cfg.model, "proxy model directory (HF layout)", sc::non_empty())
+      .add("model_id", &cfg.model_id, "the proxy's model id (default: the directory name)")
+      .add("control_endpoint", &cfg.control_endpoint, "ROUTER endpoint for ScoreRequest (port 0: free)")
+      .add("admin_host", &cfg.admin_host, "host of /health and /metrics")
+      .add("admin_port", &cfg.admin_port, "port of /health and /metrics (0: free)", sc::in_range<int64_t>(0, 65535))
+      .add("mapper_endpoints", &cfg.mapper_endpoints, "control endpoints of the mapper pool (comma-separated)")
+      .add("data_plane", &cfg.data_plane, "feature data plane: zmq | ucx", sc::one_of({"zmq", "ucx"}))
+      .add("data_plane_bind", &cfg.data_plane_bind, "zmq data plane bind endpoint")
+      .add("inline_features", &cfg.inline_features, "send features as control-message frames, not on the data plane")
+      .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start")
+      .add("channels", &cfg.channels, "feature channels (must match the mapper checkpoint's features.json)")
+      .add("kvzip_chunk", &cfg.kvzip_chunk, "KVzip reconstruction chunk of the proxy (tokens)", sc::at_least<int64_t>(16))
+      .add("device", &cfg.device, "cpu | cuda[:N]")
+      .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
+      .add("workers", &cfg.workers, "scoring threads", sc::in_range<int64_t>(1, 64))
+      .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
+      .add("max_context_tokens", &cfg.max_context_tokens, "longest context scored", sc::at_least<int64_t>(1));
+  if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
+  if (cfg.mapper_endpoints.empty()) throw ProxykvError(invalid_argument("mapper_endpoints is empty"));
+  transport::route_protobuf_logs_to_spdlog();
+  at::set_num_threads(static_cast<int>(cfg.threads));
+  if (cfg.model_id.empty()) cfg.model_id = std::filesystem::path(cfg.model).filename().string();
+
+  LoadOptions load;
+  load.device = cfg.device;
+  auto model = value_or_throw(DecoderLM::load(cfg.model, load));
+  auto tokenizer = value_or_throw(Tokenizer::from_file(cfg.model + "/tokenizer.json"));
+  proxy::ProxyServerOptions options;
+  options.control.endpoint = cfg.control_endpoint;
+  options.control.service_name = "proxy";
+  options.data_plane.transport = cfg.data_plane;
+  options.data_plane.bind_endpoint = cfg.data_plane_bind;
+  options.data_plane.fallback_to_zmq = cfg.fallback_to_zmq;
+  options.mapper_endpoints = cfg.mapper_endpoints;
+  options.inline_features = cfg.inline_features;
+  options.proxy_model_id = cfg.model_id;
+  options.features.channels = cfg.channels;
+  options.features.scorer.kvzip_chunk = cfg.kvzip_chunk;
+  // The family's repeat instruction (TASKS.md); a model without it uses the scorer's defaults.
+  if (auto repeat = tokenizer.token_to_id("<repeat>")) {
+    options.features.scorer.repeat_prompt_first = {*repeat};
+    options.features.scorer.repeat_prompt_rest = {*repeat};
+  }
+  options.max_context_tokens = cfg.max_context_tokens;
+  options.workers = static_cast<int>(cfg.workers);
+  options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
+
+  telemetry::Metrics metrics({"proxy", cfg.model_id});
+  zmq::context_t context(1);
+  auto server = value_or_throw(proxy::ProxyServer::start(context, options, *model, metrics));
+  proxy::ProxyServer* raw = server.get();
+  telemetry::AdminServerOptions admin_options;
+  admin_options.host = cfg.admin_host;
+  admin_options.port = static_cast<int>(cfg.admin_port);
+  auto admin = value_or_throw(telemetry::AdminServer::start(admin_options, metrics, [raw, &cfg] {
+    telemetry::HealthReport r;
+    r.state = raw->draining() ? telemetry::ServingState::kDraining : telemetry::ServingState::kServing;
+    r.details = {{"in_flight", raw->in_flight()}, {"data_plane", raw->data_plane_transport()}, {"model", cfg.model_id}};
+    return r;
+  }));
+  std::cout << nlohmann::json{{"service", "proxy"},
+                              {"control", server->control_endpoint()},
+                              {"admin", "http://" + admin->host() + ":" + std::to_string(admin->bound_port())},
+                              {"data_plane", server->data_plane_transport()}}
+                   .dump()
+            << std::endl;
+  const int sig = service::wait_for_shutdown(signals);
+  spdlog::info("signal {}: draining", sig);
+  server->begin_drain();
+  while (server->in_flight() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "proxykv-proxy: " << e.what() << "\n";
+    return 1;
+  }
+}
