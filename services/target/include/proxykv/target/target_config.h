@@ -1,0 +1,40 @@
+// TargetConfig: the proxykv-target service's configuration, one key per field (service_config::ConfigSchema):
+// flag --max-context-tokens, env PROXYKV_TARGET_MAX_CONTEXT_TOKENS, JSON key max_context_tokens, and so on.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "proxykv/service_config/config_schema.h"
+#include "proxykv/target/api_server.h"
+#include "proxykv/target/engine_types.h"
+
+namespace proxykv::target {
+
+struct TargetConfig {
+  std::string model;       // --model DIR (required)
+  std::string model_name;  // default: the directory's name
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0: any free port (the bound URL is printed as the first stdout line)
+  int threads = 8;  // HTTP worker threads
+  int torch_threads = 0;
+  std::string device = "cpu";
+  std::string dtype = "auto";
+  int64_t max_context_tokens = 32768;
+  int64_t max_new_tokens = 1024;
+  int64_t context_cache_bytes = int64_t{1} << 30;
+  std::string fallback_method = "snapkv";
+  int64_t max_in_flight = 4;
+  int64_t max_body_bytes = 8 << 20;
+  int64_t prefill_chunk = 512;
+  int64_t kvzip_chunk = 2048;
+  std::string log_level = "info";
+};
+
+// Declares every key of `config` in `schema` (service "target"), with its validator.
+void declare_target_config(service_config::ConfigSchema& schema, TargetConfig& config);
+
+EngineOptions engine_options(const TargetConfig& config);
+ApiServerOptions api_server_options(const TargetConfig& config);
+
+}  // namespace proxykv::target

@@ -1,0 +1,60 @@
+// proxykv-target: the target service's thin main (config -> engine -> API server -> wait for SIGTERM/SIGINT).
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include <pthread.h>
+
+#include "proxykv/core/logging.h"
+#include "proxykv/service_config/config_schema.h"
+#include "proxykv/target/api_server.h"
+#include "proxykv/target/target_config.h"
+#include "proxykv/target/target_engine.h"
+#include "proxykv/telemetry/metrics.h"
+
+int main(int argc, char** argv) {
+  using namespace proxykv;
+  // Block the stop signals in every thread (threads inherit the mask); this thread waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
+
+  target::TargetConfig config;
+  try {
+    service_config::ConfigSchema schema("target",
+                                        "ProxyKV target service: OpenAI-compatible completions over a "
+                                        "compressed KV cache");
+    target::declare_target_config(schema, config);
+    if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
+  } catch (const std::exception& e) {
+    std::cerr << "proxykv-target: " << e.what() << "\n";
+    return 2;
+  }
+  set_log_level(config.log_level);
+  auto log = get_logger("target");
+
+  auto engine = target::TargetEngine::load(target::engine_options(config));
+  if (!engine.is_ok()) {
+    log->critical("cannot load the model: {}", engine.status().to_string());
+    return 1;
+  }
+  telemetry::Metrics metrics({"target", (*engine)->model_name()});
+  auto server = target::ApiServer::start(**engine, metrics, target::api_server_options(config));
+  if (!server.is_ok()) {
+    log->critical("cannot start the API server: {}", server.status().to_string());
+    return 1;
+  }
+  // Scripts read the bound URL from the first stdout line.
+  std::printf("%s\n", (*server)->base_url().c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  log->info("signal {}: draining", signal_number);
+  (*server)->shutdown();
+  return 0;
+}
