@@ -1,7 +1,8 @@
 // BlobInbox: received data-plane blobs waiting for the receive() that asks for their key. Bounded in bytes
-// and in time; shared by the ZeroMQ plane and (later) the UCX plane, whose progress thread fills it.
+// and in time; shared by the ZeroMQ plane and the UCX plane (whose progress thread fills it).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -10,10 +11,27 @@
 #include <string>
 
 #include "proxykv/core/status.h"
+#include "proxykv/transport/data_plane.h"
 #include "proxykv/transport/message.h"
 #include "proxykv/transport/socket_options.h"
 
 namespace proxykv::transport {
+
+// The counters every plane keeps; its stats() is a snapshot of them plus its inbox's expiries.
+struct DataPlaneCounters {
+  std::atomic<uint64_t> blobs_sent{0}, bytes_sent{0}, blobs_received{0}, bytes_received{0}, blobs_refused{0};
+
+  DataPlaneStats snapshot(uint64_t blobs_expired) const {
+    DataPlaneStats s;
+    s.blobs_sent = blobs_sent;
+    s.bytes_sent = bytes_sent;
+    s.blobs_received = blobs_received;
+    s.bytes_received = bytes_received;
+    s.blobs_refused = blobs_refused;
+    s.blobs_expired = blobs_expired;
+    return s;
+  }
+};
 
 class BlobInbox {
  public:

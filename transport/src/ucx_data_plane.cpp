@@ -307,16 +307,7 @@ v1::DataPlaneEndpoint UcxDataPlane::local_endpoint() const {
   return e;
 }
 
-DataPlaneStats UcxDataPlane::stats() const {
-  DataPlaneStats s;
-  s.blobs_sent = blobs_sent_;
-  s.bytes_sent = bytes_sent_;
-  s.blobs_received = blobs_received_;
-  s.bytes_received = bytes_received_;
-  s.blobs_refused = blobs_refused_;
-  s.blobs_expired = inbox_.expired();
-  return s;
-}
+DataPlaneStats UcxDataPlane::stats() const { return counters_.snapshot(inbox_.expired()); }
 
 void UcxDataPlane::progress_loop() {
   bool arm_failed_logged = false;
@@ -458,8 +449,8 @@ Status UcxDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
     return unavailable("ucx data plane: sending blob '" + key + "' to peer " + peer_name +
                        " failed: " + ucs_status_string(state->status));
   }
-  ++blobs_sent_;
-  bytes_sent_ += tensor.data.size();
+  ++counters_.blobs_sent;
+  counters_.bytes_sent += tensor.data.size();
   return Status::ok();
 }
 
@@ -577,17 +568,17 @@ void UcxDataPlane::deliver_locked(const std::string& key, const v1::TensorDescri
   }
   const uint64_t size = tensor.data.size();
   // Counted before put() wakes the receiver, so that a caller who got the blob sees it counted.
-  ++blobs_received_;
-  bytes_received_ += size;
+  ++counters_.blobs_received;
+  counters_.bytes_received += size;
   if (!inbox_.put(key, std::move(tensor))) {
-    --blobs_received_;
-    bytes_received_ -= size;
+    --counters_.blobs_received;
+    counters_.bytes_received -= size;
     refuse("inbox full, refused blob '" + key + "' (" + std::to_string(size) + " bytes)");
   }
 }
 
 void UcxDataPlane::refuse(const std::string& why) {
-  ++blobs_refused_;
+  ++counters_.blobs_refused;
   transport_logger()->warn("ucx data plane: {}", why);
 }
 

@@ -118,7 +118,7 @@ class UcxDataPlane final : public DataPlane {
   // Threads waiting for worker_mutex_ to post a send: the busy progress loop lets them in.
   std::atomic<int> posting_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> blobs_sent_{0}, bytes_sent_{0}, blobs_received_{0}, bytes_received_{0}, blobs_refused_{0};
+  DataPlaneCounters counters_;
   std::thread progress_thread_;
 };
 

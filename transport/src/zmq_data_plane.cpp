@@ -63,16 +63,7 @@ v1::DataPlaneEndpoint ZmqDataPlane::local_endpoint() const {
   return e;
 }
 
-DataPlaneStats ZmqDataPlane::stats() const {
-  DataPlaneStats s;
-  s.blobs_sent = blobs_sent_;
-  s.bytes_sent = bytes_sent_;
-  s.blobs_received = blobs_received_;
-  s.bytes_received = bytes_received_;
-  s.blobs_refused = blobs_refused_;
-  s.blobs_expired = inbox_.expired();
-  return s;
-}
+DataPlaneStats ZmqDataPlane::stats() const { return counters_.snapshot(inbox_.expired()); }
 
 void ZmqDataPlane::receive_loop() {
   auto log = transport_logger();
@@ -94,13 +85,13 @@ void ZmqDataPlane::receive_loop() {
     }
     if (!*got) continue;
     if (truncated) {
-      ++blobs_refused_;
+      ++counters_.blobs_refused;
       log->warn("zmq data plane: refused a message with too many frames");
       continue;
     }
     Result<Message> message = decode(frames, options_.socket.limits);
     if (!message.is_ok() || !message->envelope.has_tensor_blob()) {
-      ++blobs_refused_;
+      ++counters_.blobs_refused;
       log->warn("zmq data plane: refused a message: {}",
                 message.is_ok() ? "not a TensorBlob" : message.status().to_string());
       continue;
@@ -109,12 +100,12 @@ void ZmqDataPlane::receive_loop() {
     WireTensor tensor = std::move(message->tensors.front());
     const uint64_t bytes = tensor.data.size();
     // Counted before put() wakes the receiver, so that a caller who got the blob sees it counted.
-    ++blobs_received_;
-    bytes_received_ += bytes;
+    ++counters_.blobs_received;
+    counters_.bytes_received += bytes;
     if (!inbox_.put(key, std::move(tensor))) {
-      --blobs_received_;
-      bytes_received_ -= bytes;
-      ++blobs_refused_;
+      --counters_.blobs_received;
+      counters_.bytes_received -= bytes;
+      ++counters_.blobs_refused;
       log->warn("zmq data plane: inbox full, refused blob '{}' ({} bytes)", key, bytes);
     }
   }
@@ -169,8 +160,8 @@ Status ZmqDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
       return unavailable(std::string("data plane: ") + e.what());
     }
   }
-  ++blobs_sent_;
-  bytes_sent_ += tensor.data.size();
+  ++counters_.blobs_sent;
+  counters_.bytes_sent += tensor.data.size();
   return Status::ok();
 }
 

@@ -45,7 +45,7 @@ class ZmqDataPlane final : public DataPlane {
   std::mutex peers_mutex_;
   std::map<std::string, std::shared_ptr<PeerSocket>> peers_;
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> blobs_sent_{0}, bytes_sent_{0}, blobs_received_{0}, bytes_received_{0}, blobs_refused_{0};
+  DataPlaneCounters counters_;
   std::thread receiver_thread_;
 };
 

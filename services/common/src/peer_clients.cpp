@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "proxykv/service/deadline.h"
+
 namespace proxykv::service {
 
 Result<transport::Message> PeerClients::call(const std::string& endpoint, transport::Message message,
@@ -21,8 +23,7 @@ Result<transport::Message> PeerClients::call(const std::string& endpoint, transp
     peers_.splice(peers_.begin(), peers_, it);
     it = peers_.begin();
   }
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - transport::Clock::now());
-  return it->client->call(std::move(message), std::max(left, std::chrono::milliseconds(1)));
+  return it->client->call(std::move(message), time_left(deadline));
 }
 
 }  // namespace proxykv::service

@@ -4,9 +4,8 @@
 #include <exception>
 #include <iostream>
 
-#include <pthread.h>
-
 #include "proxykv/core/logging.h"
+#include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/target/api_server.h"
 #include "proxykv/target/target_config.h"
@@ -16,11 +15,7 @@
 int main(int argc, char** argv) {
   using namespace proxykv;
   // Block the stop signals in every thread (threads inherit the mask); this thread waits for them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = service::block_shutdown_signals();
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not a dead server
 
   target::TargetConfig config;
@@ -52,8 +47,7 @@ int main(int argc, char** argv) {
   std::printf("%s\n", (*server)->base_url().c_str());
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  const int signal_number = service::wait_for_shutdown(stop_signals);
   log->info("signal {}: draining", signal_number);
   (*server)->shutdown();
   return 0;

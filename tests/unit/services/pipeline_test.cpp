@@ -191,7 +191,9 @@ class PipelineTest : public ::testing::TestWithParam<std::pair<std::string, bool
 TEST_P(PipelineTest, MaskEqualsTheInProcessComputation) {
   const auto [plane, inline_features] = GetParam();
   Pipeline p(plane, inline_features);
-  if (!inline_features) ASSERT_STREQ(p.proxy_server->data_plane_transport(), plane.c_str());
+  if (!inline_features) {
+    ASSERT_STREQ(p.proxy_server->data_plane_transport(), plane.c_str());
+  }
   MaskReceiver receiver(p.ctx);
   const std::vector<int32_t> ids = random_ids(70);
   auto accepted = p.send(score_request(ids, receiver.endpoint(), 0.3f), std::chrono::milliseconds(10000));

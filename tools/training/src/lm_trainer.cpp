@@ -151,12 +151,6 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
 
 }  // namespace
 
-int64_t TrainLmConfig::total_steps() const {
-  int64_t n = 0;
-  for (const auto& p : phases) n += p.steps;
-  return n;
-}
-
 Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string& origin) {
   TrainLmConfig c;
   try {
@@ -360,7 +354,8 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
       if (phase.until_copy_loss > 0 && copy_loss >= 0 && copy_loss < phase.until_copy_loss &&
           step + 1 < schedule.start_of(phase_index) + schedule.lengths[phase_index]) {
         schedule.lengths[phase_index] = step + 1 - schedule.start_of(phase_index);
-        progress << "phase '" << phase.name << "' ends at step " << step + 1 << ": copy loss " << copy_loss
+        progress << "phase '" << phase.name << "' ends at step " << step + 1 << ": copy loss " << std::setprecision(4)
+                 << copy_loss
                  << " < " << phase.until_copy_loss << "; " << schedule.total() << " steps in all now" << std::endl;
         PROXYKV_RETURN_IF_ERROR(save_checkpoint(c, schedule, *model, opt, step + 1));
       }

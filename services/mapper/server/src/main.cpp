@@ -3,15 +3,12 @@
 // First stdout line: {"service":"mapper","control":"tcp://...","admin":"http://...","data_plane":"zmq|ucx"}.
 #include <ATen/Parallel.h>
 
-#include <chrono>
 #include <iostream>
-#include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "proxykv/mapper_server/mapper_server.h"
-#include "proxykv/service/signals.h"
+#include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/service_config/validators.h"
 #include "proxykv/telemetry/admin_server.h"
@@ -75,24 +72,12 @@ int run(int argc, char** argv) {
   telemetry::AdminServerOptions admin_options;
   admin_options.host = cfg.admin_host;
   admin_options.port = static_cast<int>(cfg.admin_port);
-  auto admin = value_or_throw(telemetry::AdminServer::start(admin_options, metrics, [raw, &registry] {
-    telemetry::HealthReport r;
-    r.state = raw->draining() ? telemetry::ServingState::kDraining : telemetry::ServingState::kServing;
-    r.details = {{"in_flight", raw->in_flight()},
-                 {"data_plane", raw->data_plane_transport()},
-                 {"model_pairs", registry.pair_names()}};
-    return r;
-  }));
-  std::cout << nlohmann::json{{"service", "mapper"},
-                              {"control", server->control_endpoint()},
-                              {"admin", "http://" + admin->host() + ":" + std::to_string(admin->bound_port())},
-                              {"data_plane", server->data_plane_transport()}}
-                   .dump()
-            << std::endl;
+  auto admin = value_or_throw(telemetry::AdminServer::start(
+      admin_options, metrics, [raw, &registry] { return service::health_of(*raw, {{"model_pairs", registry.pair_names()}}); }));
+  service::announce("mapper", server->control_endpoint(), *admin, server->data_plane_transport());
   const int sig = service::wait_for_shutdown(signals);
   spdlog::info("signal {}: draining", sig);
-  server->begin_drain();
-  while (server->in_flight() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  service::drain(*server);
   return 0;
 }
 

@@ -8,29 +8,28 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxykv/core/logging.h"
+
 #include "proxykv/scoring/selection.h"
 #include "proxykv/service/bounded_queue.h"
 #include "proxykv/service/deadline.h"
 #include "proxykv/service/peer_clients.h"
+#include "proxykv/service/replies.h"
 #include "proxykv/service/wire_torch.h"
 #include "proxykv/transport/codec.h"
-#include "proxykv/transport/error_reply.h"
 
 namespace proxykv::mapper {
 namespace {
 
 using transport::Message;
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = [] {
-    auto existing = spdlog::get("mapper");
-    if (existing) return existing;
-    auto l = spdlog::default_logger()->clone("mapper");
-    spdlog::register_logger(l);
-    return l;
-  }();
-  return log;
-}
+std::shared_ptr<spdlog::logger> logger() { return get_logger("mapper"); }
+
+// An accepted request with the mapper it was checked against (the registry does not change while serving).
+struct Job {
+  Message request;
+  const MapperPair* pair = nullptr;
+};
 
 Result<scoring::SelectionLevel> level_of(v1::SelectionLevel level) {
   switch (level) {
@@ -50,10 +49,15 @@ Result<scoring::SelectionLevel> level_of(v1::SelectionLevel level) {
 
 struct MapperServer::Impl {
   Impl(zmq::context_t& ctx, MapperServerOptions opts, const MapperRegistry& reg, telemetry::Metrics& m)
-      : context(ctx), options(std::move(opts)), registry(reg), metrics(m) {}
+      : context(ctx),
+        options(std::move(opts)),
+        identity{options.control.service_name, options.service_version},
+        registry(reg),
+        metrics(m) {}
 
   zmq::context_t& context;
   MapperServerOptions options;
+  service::ServiceIdentity identity;
   const MapperRegistry& registry;
   telemetry::Metrics& metrics;
   std::unique_ptr<transport::ControlServer> server;
@@ -65,7 +69,7 @@ struct MapperServer::Impl {
   std::thread serve_thread;
   std::vector<std::thread> workers;
 
-  service::BoundedQueue<Message> queue{options.queue_capacity};
+  service::BoundedQueue<Job> queue{options.queue_capacity};
   mutable std::mutex mu;
   MapperServerStats stats;  // guarded by mu
 
@@ -75,27 +79,13 @@ struct MapperServer::Impl {
   }
 
   Result<Message> handle(const Message& request) {
-    Message reply;
     switch (request.envelope.body_case()) {
-      case v1::Envelope::kHealthRequest: {
-        v1::HealthReply* h = reply.envelope.mutable_health_reply();
-        h->set_status(draining ? v1::SERVING_STATUS_DRAINING : v1::SERVING_STATUS_SERVING);
-        h->set_service(options.control.service_name);
-        h->set_service_version(options.service_version);
-        h->set_in_flight(static_cast<uint32_t>(in_flight.load()));
-        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
-        h->set_data_plane_transport(plane->transport_name());
-        for (const auto& n : registry.pair_names()) h->add_model_pairs(n);
-        return reply;
-      }
+      case v1::Envelope::kHealthRequest:
+        return service::health_reply(identity, draining, in_flight.load(), plane->transport_name(),
+                                     registry.pair_names());
       case v1::Envelope::kHandshake: {
-        v1::Handshake* h = reply.envelope.mutable_handshake();
-        h->set_protocol_version(transport::kProtocolVersion);
-        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
-        h->set_service_name(options.control.service_name);
-        h->set_service_version(options.service_version);
-        *h->add_data_planes() = plane->local_endpoint();
-        return reply;
+        const v1::DataPlaneEndpoint endpoint = plane->local_endpoint();
+        return service::handshake(identity, &endpoint);
       }
       case v1::Envelope::kProxyFeatures:
         break;
@@ -138,21 +128,18 @@ struct MapperServer::Impl {
     }
     size_t depth = 0;
     ++in_flight;
-    if (!queue.push(request, &depth)) {
+    if (!queue.push(Job{request, &p}, &depth)) {
       --in_flight;
       return refuse(Status(StatusCode::kResourceExhausted,
                            "mapper queue full (" + std::to_string(queue.capacity()) + " requests)"));
     }
     count(&MapperServerStats::accepted);
-    reply.envelope.mutable_accepted()->set_service(options.control.service_name);
-    reply.envelope.mutable_accepted()->set_queue_depth(static_cast<uint32_t>(depth));
-    return reply;
+    return service::accepted(identity, depth);
   }
 
   // Features -> PruneMask for one accepted request.
-  Result<Message> map_one(const Message& request, transport::Deadline deadline) {
+  Result<Message> map_one(const Message& request, const MapperPair* pair, transport::Deadline deadline) {
     const v1::ProxyFeatures& f = request.envelope.proxy_features();
-    PROXYKV_ASSIGN_OR_RETURN(const MapperPair* pair, registry.find(f.proxy_model_id(), f.target_model_id()));
     transport::WireTensor wire;
     if (!f.features_tensor().empty()) {
       const transport::WireTensor* t = request.find_tensor(f.features_tensor());
@@ -208,27 +195,22 @@ struct MapperServer::Impl {
     base.service_name = options.control.service_name;
     base.socket = options.control.socket;
     service::PeerClients replies(context, base);
-    while (std::optional<Message> next = queue.pop()) {
-      const Message& request = *next;
+    while (std::optional<Job> next = queue.pop()) {
+      const Message& request = next->request;
       const v1::ProxyFeatures& f = request.envelope.proxy_features();
       const transport::Deadline deadline =
           service::steady_deadline(f.deadline_unix_ms(), std::chrono::milliseconds(30000));
       Result<Message> mask = [&]() -> Result<Message> {
         try {
-          return map_one(request, deadline);
+          return map_one(request, next->pair, deadline);
         } catch (const std::exception& e) {  // LibTorch throws c10::Error: never past a thread boundary
           return internal_error(std::string("mapping failed: ") + e.what());
         }
       }();
       const bool ok = mask.is_ok();
-      Message out = ok ? std::move(*mask) : transport::make_error_reply(mask.status(), options.control.service_name);
-      if (!ok) {
-        out.envelope.set_request_id(f.request_id());
-        logger()->warn("[{}] mapping failed: {}", f.request_id(), mask.status().to_string());
-      }
-      // Deliver even a little past the deadline: the target discards what it no longer waits for.
-      const auto send_deadline = std::max(deadline, transport::Clock::now() + std::chrono::milliseconds(500));
-      auto ack = replies.call(f.reply_to(), std::move(out), send_deadline);
+      if (!ok) logger()->warn("[{}] mapping failed: {}", f.request_id(), mask.status().to_string());
+      Message out = ok ? std::move(*mask) : service::error_for_request(mask.status(), identity, f.request_id());
+      auto ack = replies.call(f.reply_to(), std::move(out), service::delivery_deadline(deadline));
       if (!ack.is_ok()) {
         count(&MapperServerStats::delivery_failed);
         logger()->warn("[{}] cannot deliver the {} to {}: {}", f.request_id(), ok ? "mask" : "error", f.reply_to(),

@@ -8,28 +8,22 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxykv/core/logging.h"
+
 #include "proxykv/service/bounded_queue.h"
 #include "proxykv/service/deadline.h"
 #include "proxykv/service/peer_clients.h"
+#include "proxykv/service/replies.h"
 #include "proxykv/service/wire_torch.h"
 #include "proxykv/transport/codec.h"
 #include "proxykv/transport/control_client.h"
-#include "proxykv/transport/error_reply.h"
 
 namespace proxykv::proxy {
 namespace {
 
 using transport::Message;
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = [] {
-    if (auto existing = spdlog::get("proxy")) return existing;
-    auto l = spdlog::default_logger()->clone("proxy");
-    spdlog::register_logger(l);
-    return l;
-  }();
-  return log;
-}
+std::shared_ptr<spdlog::logger> logger() { return get_logger("proxy"); }
 
 // One mapper of the pool, owned by one worker thread: its control client and, once handshaken, its data plane.
 struct MapperPeer {
@@ -42,10 +36,15 @@ struct MapperPeer {
 
 struct ProxyServer::Impl {
   Impl(zmq::context_t& ctx, ProxyServerOptions opts, const DecoderLM& m, telemetry::Metrics& met)
-      : context(ctx), options(std::move(opts)), model(m), metrics(met) {}
+      : context(ctx),
+        options(std::move(opts)),
+        identity{options.control.service_name, options.service_version},
+        model(m),
+        metrics(met) {}
 
   zmq::context_t& context;
   ProxyServerOptions options;
+  service::ServiceIdentity identity;
   const DecoderLM& model;
   telemetry::Metrics& metrics;
   std::unique_ptr<transport::ControlServer> server;
@@ -67,26 +66,11 @@ struct ProxyServer::Impl {
   }
 
   Result<Message> handle(const Message& request) {
-    Message reply;
     switch (request.envelope.body_case()) {
-      case v1::Envelope::kHealthRequest: {
-        v1::HealthReply* h = reply.envelope.mutable_health_reply();
-        h->set_status(draining ? v1::SERVING_STATUS_DRAINING : v1::SERVING_STATUS_SERVING);
-        h->set_service(options.control.service_name);
-        h->set_service_version(options.service_version);
-        h->set_in_flight(static_cast<uint32_t>(in_flight.load()));
-        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
-        h->set_data_plane_transport(plane->transport_name());
-        return reply;
-      }
-      case v1::Envelope::kHandshake: {
-        v1::Handshake* h = reply.envelope.mutable_handshake();
-        h->set_protocol_version(transport::kProtocolVersion);
-        for (uint32_t v : transport::supported_protocol_versions()) h->add_supported_protocol_versions(v);
-        h->set_service_name(options.control.service_name);
-        h->set_service_version(options.service_version);
-        return reply;
-      }
+      case v1::Envelope::kHealthRequest:
+        return service::health_reply(identity, draining, in_flight.load(), plane->transport_name());
+      case v1::Envelope::kHandshake:
+        return service::handshake(identity);
       case v1::Envelope::kScoreRequest:
         break;
       default:
@@ -129,9 +113,7 @@ struct ProxyServer::Impl {
                            "proxy queue full (" + std::to_string(queue.capacity()) + " requests)"));
     }
     count(&ProxyServerStats::accepted);
-    reply.envelope.mutable_accepted()->set_service(options.control.service_name);
-    reply.envelope.mutable_accepted()->set_queue_depth(static_cast<uint32_t>(depth));
-    return reply;
+    return service::accepted(identity, depth);
   }
 
   Result<MapperPeer*> mapper_for_request(std::vector<MapperPeer>& peers, transport::Deadline deadline) {
@@ -144,14 +126,9 @@ struct ProxyServer::Impl {
       PROXYKV_ASSIGN_OR_RETURN(peer.client, transport::ControlClient::connect(context, co));
     }
     if (!options.inline_features && !peer.data_plane) {
-      Message hello;
-      v1::Handshake* h = hello.envelope.mutable_handshake();
-      h->set_protocol_version(transport::kProtocolVersion);
-      h->set_service_name(options.control.service_name);
-      h->set_service_version(options.service_version);
-      *h->add_data_planes() = plane->local_endpoint();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - transport::Clock::now());
-      PROXYKV_ASSIGN_OR_RETURN(Message answer, peer.client->call(std::move(hello), std::max(left, std::chrono::milliseconds(1))));
+      const v1::DataPlaneEndpoint own = plane->local_endpoint();
+      PROXYKV_ASSIGN_OR_RETURN(Message answer,
+                               peer.client->call(service::handshake(identity, &own), service::time_left(deadline)));
       if (!answer.envelope.has_handshake()) return failed_precondition("mapper answered the handshake with another message");
       for (const auto& dp : answer.envelope.handshake().data_planes()) {
         if (dp.transport() == plane->transport_name()) peer.data_plane = dp;
@@ -207,8 +184,7 @@ struct ProxyServer::Impl {
       PROXYKV_RETURN_IF_ERROR(plane->send(*peer->data_plane, key, wire, deadline));
       metrics.transfer_bytes_total(plane->transport_name()).Increment(static_cast<double>(wire.data.size()));
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - transport::Clock::now());
-    auto ack = peer->client->call(std::move(out), std::max(left, std::chrono::milliseconds(1)));
+    auto ack = peer->client->call(std::move(out), service::time_left(deadline));
     if (!ack.is_ok()) {
       if (ack.status().code() == StatusCode::kUnavailable) peer->data_plane.reset();  // re-handshake: may be a new pod
       return ack.status();
@@ -239,10 +215,8 @@ struct ProxyServer::Impl {
         count(&ProxyServerStats::features_sent);
       } else {
         logger()->warn("[{}] {}", r.request_id(), s.to_string());
-        Message error = transport::make_error_reply(s, options.control.service_name);
-        error.envelope.set_request_id(r.request_id());
-        const auto send_deadline = std::max(deadline, transport::Clock::now() + std::chrono::milliseconds(500));
-        auto ack = replies.call(r.reply_to(), std::move(error), send_deadline);
+        auto ack = replies.call(r.reply_to(), service::error_for_request(s, identity, r.request_id()),
+                                service::delivery_deadline(deadline));
         count(ack.is_ok() ? &ProxyServerStats::errors_sent : &ProxyServerStats::delivery_failed);
       }
       --in_flight;

@@ -35,7 +35,6 @@ struct TrainLmConfig {
   // Reads a JSON config; paths inside are relative to the current directory. Errors name the file and key.
   static Result<TrainLmConfig> from_file(const std::string& path);
   static Result<TrainLmConfig> from_json(const nlohmann::json& j, const std::string& origin);
-  int64_t total_steps() const;
 };
 
 struct TrainLmResult {
