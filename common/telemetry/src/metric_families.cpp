@@ -27,7 +27,7 @@ const char* fallback_reason_name(FallbackReason reason) {
     case FallbackReason::kMaskDeadline: return "mask_deadline";
     case FallbackReason::kProxyError: return "proxy_error";
     case FallbackReason::kMapperError: return "mapper_error";
-    case FallbackReason::kPeerUnavailable: return "unavailable";
+    case FallbackReason::kPeerUnavailable: return "proxy_unavailable";
     case FallbackReason::kInvalidMask: return "invalid_mask";
     case FallbackReason::kNoMapper: return "no_mapper";
     case FallbackReason::kDisabled: return "disabled";

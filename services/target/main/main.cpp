@@ -8,9 +8,11 @@
 #include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/target/api_server.h"
+#include "proxykv/target/remote_mask_provider.h"
 #include "proxykv/target/target_config.h"
 #include "proxykv/target/target_engine.h"
 #include "proxykv/telemetry/metrics.h"
+#include "proxykv/transport/codec.h"
 
 int main(int argc, char** argv) {
   using namespace proxykv;
@@ -36,6 +38,27 @@ int main(int argc, char** argv) {
   if (!engine.is_ok()) {
     log->critical("cannot load the model: {}", engine.status().to_string());
     return 1;
+  }
+  // The proxy path: masks for "proxykv" requests. Without proxy endpoints every proxykv request falls back.
+  zmq::context_t zmq_context(1);
+  std::shared_ptr<target::RemoteMaskProvider> provider;
+  if (!config.proxy_endpoints.empty()) {
+    transport::route_protobuf_logs_to_spdlog();
+    auto started = target::RemoteMaskProvider::start(zmq_context, target::remote_mask_options(config));
+    if (!started.is_ok()) {
+      log->critical("cannot start the mask receiver: {}", started.status().to_string());
+      return 1;
+    }
+    provider = std::move(started).value();
+    (*engine)->set_mask_provider(provider);
+  }
+  // The engine lets go of the provider before the provider and the ZeroMQ context go, on every return path.
+  struct ReleaseProvider {
+    target::TargetEngine& engine;
+    ~ReleaseProvider() { engine.set_mask_provider(nullptr); }
+  } release_provider{**engine};
+  if (!provider) {
+    log->warn("no proxy_endpoints: proxykv requests fall back to {}", config.fallback_method);
   }
   telemetry::Metrics metrics({"target", (*engine)->model_name()});
   auto server = target::ApiServer::start(**engine, metrics, target::api_server_options(config));

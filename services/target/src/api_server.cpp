@@ -69,7 +69,7 @@ void write_error(httplib::Response& res, const ApiError& e, int retry_after_s = 
 
 std::optional<telemetry::FallbackReason> fallback_reason_enum(const std::string& reason) {
   using R = telemetry::FallbackReason;
-  if (reason == "proxy_unavailable" || reason == "unavailable") return R::kPeerUnavailable;
+  if (reason == "proxy_unavailable") return R::kPeerUnavailable;
   if (reason == "mask_deadline") return R::kMaskDeadline;
   if (reason == "proxy_error") return R::kProxyError;
   if (reason == "mapper_error") return R::kMapperError;
@@ -96,6 +96,10 @@ json compression_json(const CompressionStats& s) {
           {"context_tokens", s.context_tokens},
           {"kv_bytes", s.kv_bytes},
           {"kv_bytes_full", s.kv_bytes_full},
+          {"kept_entries", s.kept_entries},
+          {"total_entries", s.total_entries},
+          {"mask_digest", s.mask_digest.empty() ? json(nullptr) : json(s.mask_digest)},
+          {"time_to_compressed_cache_s", s.total_s},
           {"fallback_reason", s.fallback_reason.empty() ? json(nullptr) : json(s.fallback_reason)}};
 }
 

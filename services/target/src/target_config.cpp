@@ -31,7 +31,17 @@ void declare_target_config(sc::ConfigSchema& schema, TargetConfig& c) {
       .add("prefill_chunk", &c.prefill_chunk, "tokens per prefill forward chunk", sc::at_least<int64_t>(1))
       .add("kvzip_chunk", &c.kvzip_chunk, "KVzip reconstruction chunk, in tokens", sc::at_least<int64_t>(1))
       .add("log_level", &c.log_level, "trace, debug, info, warn, error, critical or off",
-           sc::one_of({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+           sc::one_of({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      .add("proxy_endpoints", &c.proxy_endpoints,
+           "control endpoints of the proxy pool (comma-separated tcp://host:port); empty: proxykv falls back")
+      .add("proxy_model_id", &c.proxy_model_id, "proxy model id sent with ScoreRequest (empty: any)")
+      .add("mask_endpoint", &c.mask_endpoint, "ROUTER endpoint where masks arrive (port 0: free)", sc::non_empty())
+      .add("mask_advertise_host", &c.mask_advertise_host,
+           "host the proxy and mapper use to reach mask_endpoint (empty: its bound host)")
+      .add("mask_deadline_ms", &c.mask_deadline_ms, "how long proxykv waits for a mask from the start of prefill",
+           sc::at_least<int64_t>(1))
+      .add("mask_submit_timeout_ms", &c.mask_submit_timeout_ms, "how long the proxy may take to accept a request",
+           sc::at_least<int64_t>(1));
   schema.add_check([&c] {
     if (c.threads <= c.max_in_flight) {
       return "threads (" + std::to_string(c.threads) + ") must exceed max_in_flight (" +
@@ -53,6 +63,7 @@ EngineOptions engine_options(const TargetConfig& c) {
   o.prefill_chunk = c.prefill_chunk;
   o.kvzip_chunk = c.kvzip_chunk;
   o.fallback_method = c.fallback_method;
+  o.mask_deadline_ms = c.mask_deadline_ms;
   return o;
 }
 
@@ -64,6 +75,16 @@ ApiServerOptions api_server_options(const TargetConfig& c) {
   o.max_in_flight = c.max_in_flight;
   o.max_body_bytes = c.max_body_bytes;
   o.context_cache_bytes = c.context_cache_bytes;
+  return o;
+}
+
+RemoteMaskOptions remote_mask_options(const TargetConfig& c) {
+  RemoteMaskOptions o;
+  o.proxy_endpoints = c.proxy_endpoints;
+  o.proxy_model_id = c.proxy_model_id;
+  o.mask_endpoint = c.mask_endpoint;
+  o.advertise_host = c.mask_advertise_host;
+  o.submit_timeout = std::chrono::milliseconds(c.mask_submit_timeout_ms);
   return o;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -29,8 +30,6 @@ double seconds_since(Clock::time_point since) {
 
 constexpr const char* kProxyMethod = "proxykv";
 constexpr const char* kFullMethod = "full";
-// How long "proxykv" waits for a remote mask after the target's own prefill (the provider's deadline).
-constexpr auto kMaskDeadline = std::chrono::seconds(5);
 
 // The token ids and strings the prompt format needs (see target_engine.h).
 struct PromptFormat {
@@ -75,6 +74,30 @@ PromptFormat make_format(const Tokenizer& tokenizer, const ModelSpec& spec) {
     f.stop_ids.push_back(*spec.eos_token_id);
   }
   return f;
+}
+
+// FNV-1a 64 over (layer, head, kept count, indices) of every head, in order; see CompressionStats::mask_digest.
+std::string keep_digest(const scoring::KeepSet& keep) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](int64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= static_cast<uint64_t>(v >> (8 * i)) & 0xffu;
+      h *= 1099511628211ull;
+    }
+  };
+  for (size_t l = 0; l < keep.keep.size(); ++l) {
+    for (size_t hd = 0; hd < keep.keep[l].size(); ++hd) {
+      at::Tensor idx = keep.keep[l][hd].to(at::kLong).contiguous();
+      mix(static_cast<int64_t>(l));
+      mix(static_cast<int64_t>(hd));
+      mix(idx.numel());
+      const int64_t* d = idx.data_ptr<int64_t>();
+      for (int64_t i = 0; i < idx.numel(); ++i) mix(d[i]);
+    }
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 at::Tensor to_tensor(const std::vector<int64_t>& ids) {
@@ -217,7 +240,7 @@ struct TargetEngine::Impl {
         mr.keep_ratio = request.keep_ratio;
         mr.level = level;
         mr.n_sink = format.n_sink;
-        mr.deadline = Clock::now() + kMaskDeadline;
+        mr.deadline = Clock::now() + std::chrono::milliseconds(options.mask_deadline_ms);
         p.pending = provider->request(mr);
       }
       if (!p.pending) p.fallback_reason = kFallbackProxyUnavailable;
@@ -307,6 +330,7 @@ struct TargetEngine::Impl {
       auto tc = Clock::now();
       PROXYKV_RETURN_IF_ERROR(ctx->cache.compact(keep->keep));
       st.compact_s = seconds_since(tc);
+      st.mask_digest = keep_digest(*keep);
     }
     st.kv_bytes = ctx->cache.used_bytes();
     st.kept_entries = ctx->cache.total_entries();
@@ -396,6 +420,7 @@ Result<std::unique_ptr<TargetEngine>> TargetEngine::create(std::unique_ptr<Decod
   if (options.max_context_tokens < 1) return invalid_argument("max_context_tokens must be >= 1");
   if (options.max_new_tokens < 1) return invalid_argument("max_new_tokens must be >= 1");
   if (options.prefill_chunk < 1) return invalid_argument("prefill_chunk must be >= 1");
+  if (options.mask_deadline_ms < 1) return invalid_argument("mask_deadline_ms must be >= 1");
   if (tokenizer.vocab_size() > model->spec().vocab_size) {
     return invalid_argument("the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                             " tokens, more than the model's vocab_size " + std::to_string(model->spec().vocab_size));

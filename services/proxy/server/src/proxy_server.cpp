@@ -181,12 +181,15 @@ struct ProxyServer::Impl {
       ref->set_transport(plane->transport_name());
       ref->set_key(key);
       *ref->mutable_tensor() = transport::describe_tensor(wire);
-      PROXYKV_RETURN_IF_ERROR(plane->send(*peer->data_plane, key, wire, deadline));
+      if (Status sent = plane->send(*peer->data_plane, key, wire, deadline); !sent.is_ok()) {
+        peer->data_plane.reset();  // re-handshake next time: the mapper may have restarted on another data port
+        return sent;
+      }
       metrics.transfer_bytes_total(plane->transport_name()).Increment(static_cast<double>(wire.data.size()));
     }
     auto ack = peer->client->call(std::move(out), service::time_left(deadline));
     if (!ack.is_ok()) {
-      if (ack.status().code() == StatusCode::kUnavailable) peer->data_plane.reset();  // re-handshake: may be a new pod
+      peer->data_plane.reset();  // any failure: handshake again before the next transfer (may be a new process)
       return ack.status();
     }
     if (!ack->envelope.has_accepted()) return internal_error("mapper answered ProxyFeatures with another message");

@@ -32,7 +32,7 @@ enum class FallbackReason {
   kMaskDeadline,     // "mask_deadline": the mask did not arrive by the request's deadline
   kProxyError,       // "proxy_error": the proxy answered with an error
   kMapperError,      // "mapper_error": the mapper answered with an error
-  kPeerUnavailable,  // "unavailable": no proxy/mapper reachable, or it refused the request (overload)
+  kPeerUnavailable,  // "proxy_unavailable": no proxy reachable, or it had no room for the request (overload)
   kInvalidMask,      // "invalid_mask": a mask arrived but did not fit the request (shape, ratio, checksum)
   kNoMapper,         // "no_mapper": no mapper checkpoint for this (proxy, target) pair
   kDisabled,         // "disabled": the proxy path is switched off by configuration

@@ -24,6 +24,10 @@ struct CompressionStats {
   int64_t kv_bytes_full = 0;   // ... before eviction
   int64_t kept_entries = 0;    // (layer, head, token) entries kept / scored
   int64_t total_entries = 0;
+  // FNV-1a 64 (16 hex digits) of the kept (layer, head, token) entries; empty when nothing was evicted. Two
+  // contexts with the same digest kept the same entries: how a client checks that the services' mask is the
+  // one an in-process computation gives.
+  std::string mask_digest;
   double keep_ratio = 1.0;       // requested
   std::string requested_method;  // what the client asked for
   std::string method;            // what was actually used ("snapkv" when "proxykv" fell back)
@@ -77,6 +81,9 @@ struct EngineOptions {
   int64_t prefill_chunk = 512;
   int64_t kvzip_chunk = 2048;
   std::string fallback_method = "snapkv";  // used when "proxykv" cannot get a mask; any local method
+  // How long "proxykv" waits for the remote mask, from the start of the target's own prefill (the mask is
+  // awaited only after that prefill); then the fallback method is used, reason "mask_deadline".
+  int64_t mask_deadline_ms = 5000;
   uint64_t seed = 0;                       // the random scorer's
 };
 

@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/target/api_server.h"
 #include "proxykv/target/engine_types.h"
+#include "proxykv/target/remote_mask_options.h"
 
 namespace proxykv::target {
 
@@ -29,6 +31,14 @@ struct TargetConfig {
   int64_t prefill_chunk = 512;
   int64_t kvzip_chunk = 2048;
   std::string log_level = "info";
+  // The proxy path ("proxykv" requests). No proxy endpoints: every proxykv request falls back
+  // (reason proxy_unavailable).
+  std::vector<std::string> proxy_endpoints;
+  std::string proxy_model_id;  // empty: whatever the proxy serves
+  std::string mask_endpoint = "tcp://127.0.0.1:0";
+  std::string mask_advertise_host;
+  int64_t mask_deadline_ms = 5000;
+  int64_t mask_submit_timeout_ms = 1000;
 };
 
 // Declares every key of `config` in `schema` (service "target"), with its validator.
@@ -36,5 +46,6 @@ void declare_target_config(service_config::ConfigSchema& schema, TargetConfig& c
 
 EngineOptions engine_options(const TargetConfig& config);
 ApiServerOptions api_server_options(const TargetConfig& config);
+RemoteMaskOptions remote_mask_options(const TargetConfig& config);
 
 }  // namespace proxykv::target

@@ -1,0 +1,27 @@
+// RemoteMaskOptions: how the target reaches the proxy path (remote_mask_provider.h), free of LibTorch so that
+// the config code compiles without it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "proxykv/transport/socket_options.h"
+
+namespace proxykv::target {
+
+struct RemoteMaskOptions {
+  std::vector<std::string> proxy_endpoints;  // control endpoints of the proxy pool (tcp://host:port); >= 1
+  std::string proxy_model_id;                // ScoreRequest.proxy_model_id; empty: whatever the proxy serves
+  // The mask receiver's bind endpoint (port 0: a free port) and the host the proxy and mapper use to reach it
+  // (empty: the bound host; needed when binding 0.0.0.0).
+  std::string mask_endpoint = "tcp://127.0.0.1:0";
+  std::string advertise_host;
+  std::chrono::milliseconds submit_timeout{1000};  // waiting for the proxy's Accepted
+  size_t max_pending_submits = 64;                 // ScoreRequests waiting for the sender; more fall back
+  transport::SocketOptions socket;
+  std::string service_name = "target";
+};
+
+}  // namespace proxykv::target
