@@ -66,18 +66,27 @@ def start(args, cores, log_dir):
     return p, url
 
 
+def model_id(url):
+    with urllib.request.urlopen(url + "/v1/models", timeout=60) as r:
+        return json.loads(r.read())["data"][0]["id"]
+
+
 def measure(url, texts, methods, keep_ratio, repeats):
     times = {}
+    model = model_id(url)
     for n, text in texts.items():
         for _ in range(repeats):
             for m in methods:
-                body = {"model": "target", "context": text,
+                body = {"model": model, "context": text,
                         "kv_compression": {"method": m, "keep_ratio": 1.0 if m == "full" else keep_ratio}}
                 r = post(url, "/v1/contexts", body)
                 delete(url, "/v1/contexts/" + r["id"])
                 if r["method"] != m:
                     sys.exit(f"{m} at {n} tokens fell back to {r['method']} ({r['fallback_reason']})")
                 times.setdefault((n, m), []).append(r["time_to_compressed_cache_s"])
+                if m == "proxykv":
+                    times.setdefault((n, "proxykv_prefill"), []).append(r["prefill_s"])
+                    times.setdefault((n, "proxykv_wait"), []).append(r["mask_wait_s"])
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -103,7 +112,7 @@ def main():
         for name, cores in (("single-device", ("0", "0", "0")), ("dual-device", ("0", "1", "1"))):
             p, url = start(args, cores, os.path.join(tmp, name))
             try:
-                post(url, "/v1/contexts", {"model": "target", "context": texts[lengths[0]],
+                post(url, "/v1/contexts", {"model": model_id(url), "context": texts[lengths[0]],
                                            "kv_compression": {"method": "proxykv", "keep_ratio": args.keep_ratio}})
                 results[name] = measure(url, texts, methods, args.keep_ratio, args.repeats)
             finally:
@@ -112,13 +121,14 @@ def main():
 
     print(f"keep_ratio {args.keep_ratio}, median of {args.repeats}; time to compressed cache in seconds "
           f"(ratio to plain prefill of the same placement)\n")
-    print("| tokens | placement | plain prefill | kvzip (target) | proxykv |")
-    print("| ---: | --- | ---: | ---: | ---: |")
+    print("| tokens | placement | plain prefill | kvzip (target) | proxykv | proxykv: target prefill + mask wait |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for n in lengths:
         for name in ("single-device", "dual-device"):
             r = results[name]
             full = r[(n, "full")]
             cells = [f"{full:.3f}"] + [f"{r[(n, m)]:.3f} ({r[(n, m)] / full:.2f}x)" for m in methods[1:]]
+            cells.append(f"{r[(n, 'proxykv_prefill')]:.3f} + {r[(n, 'proxykv_wait')]:.3f}")
             print(f"| {n} | {name} | " + " | ".join(cells) + " |")
 
 

@@ -71,7 +71,7 @@ serve_dir() {
   out="build/demo-models/$(basename "$(cd "$dir" && pwd)")"
   mkdir -p "$out"
   cp "$dir/checkpoint/config.json" "$dir/checkpoint/model.safetensors" "$out/"
-  "$bin/proxykv" write-family-tokenizer --out "$out/tokenizer.json" >/dev/null
+  "$bin/proxykv" write-family-tokenizer --out "$out/tokenizer.json" >/dev/null 2>&1
   echo "run-local.sh: $dir has no finished model; serving its training checkpoint from $out" >&2
   echo "$out"
 }

@@ -24,6 +24,7 @@ void register_all(CLI::App& app) {
   register_train_mapper(app);
   register_make_tasks(app);
   register_write_family_tokenizer(app);
+  register_init_model(app);
 }
 
 }  // namespace proxykv::cli

@@ -21,5 +21,6 @@ void register_make_mapper_data(CLI::App& app);
 void register_train_mapper(CLI::App& app);
 void register_make_tasks(CLI::App& app);
 void register_write_family_tokenizer(CLI::App& app);
+void register_init_model(CLI::App& app);
 
 }  // namespace proxykv::cli

@@ -100,6 +100,8 @@ json compression_json(const CompressionStats& s) {
           {"total_entries", s.total_entries},
           {"mask_digest", s.mask_digest.empty() ? json(nullptr) : json(s.mask_digest)},
           {"time_to_compressed_cache_s", s.total_s},
+          {"prefill_s", s.prefill_s},
+          {"mask_wait_s", s.mask_wait_s},
           {"fallback_reason", s.fallback_reason.empty() ? json(nullptr) : json(s.fallback_reason)}};
 }
 
