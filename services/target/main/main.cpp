@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "proxykv/core/logging.h"
+#include "proxykv/service/curve_config.h"
 #include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/target/api_server.h"
@@ -44,7 +45,15 @@ int main(int argc, char** argv) {
   std::shared_ptr<target::RemoteMaskProvider> provider;
   if (!config.proxy_endpoints.empty()) {
     transport::route_protobuf_logs_to_spdlog();
-    auto started = target::RemoteMaskProvider::start(zmq_context, target::remote_mask_options(config));
+    target::RemoteMaskOptions mask_options = target::remote_mask_options(config);
+    auto curve = service::load_curve_settings({config.curve_secret_key_file, config.curve_server_public_key_file});
+    if (!curve.is_ok()) {
+      log->critical("CURVE keys: {}", curve.status().to_string());
+      return 1;
+    }
+    mask_options.server_curve = curve->server;
+    mask_options.client_curve = curve->client;
+    auto started = target::RemoteMaskProvider::start(zmq_context, mask_options);
     if (!started.is_ok()) {
       log->critical("cannot start the mask receiver: {}", started.status().to_string());
       return 1;

@@ -273,6 +273,7 @@ struct RemoteMaskProvider::Impl {
         co.endpoints = options.proxy_endpoints;
         co.service_name = options.service_name;
         co.socket = options.socket;
+        co.curve = options.client_curve;
         auto c = transport::ControlClient::connect(context, co);
         if (c.is_ok()) client = std::move(c).value();
         else s = c.status();
@@ -331,6 +332,7 @@ Result<std::shared_ptr<RemoteMaskProvider>> RemoteMaskProvider::start(zmq::conte
   so.endpoint = impl->options.mask_endpoint;
   so.service_name = impl->options.service_name;
   so.socket = impl->options.socket;
+  so.curve = impl->options.server_curve;
   so.refuse_expired_requests = false;  // a late mask is acknowledged and dropped here, not refused
   PROXYKV_ASSIGN_OR_RETURN(impl->receiver, transport::ControlServer::bind(context, so));
   PROXYKV_ASSIGN_OR_RETURN(impl->reply_to, advertised(impl->receiver->endpoint(), impl->options.advertise_host));

@@ -41,7 +41,9 @@ void declare_target_config(sc::ConfigSchema& schema, TargetConfig& c) {
       .add("mask_deadline_ms", &c.mask_deadline_ms, "how long proxykv waits for a mask from the start of prefill",
            sc::at_least<int64_t>(1))
       .add("mask_submit_timeout_ms", &c.mask_submit_timeout_ms, "how long the proxy may take to accept a request",
-           sc::at_least<int64_t>(1));
+           sc::at_least<int64_t>(1))
+      .add("curve_secret_key_file", &c.curve_secret_key_file, "Z85 secret key file: CURVE on this service's ROUTERs (empty: plain)")
+      .add("curve_server_public_key_file", &c.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
   schema.add_check([&c] {
     if (c.threads <= c.max_in_flight) {
       return "threads (" + std::to_string(c.threads) + ") must exceed max_in_flight (" +

@@ -38,6 +38,7 @@
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
 #include "proxykv/transport/codec.h"
+#include "proxykv/transport/curve.h"
 
 extern char** environ;
 
@@ -119,7 +120,9 @@ Models& models() {
 // log file. The destructor kills what is still running.
 class Process {
  public:
-  Process(std::vector<std::string> argv, const fs::path& log) : argv_(std::move(argv)) {
+  Process(std::vector<std::string> argv, const fs::path& log, const std::vector<std::string>& extra = {})
+      : argv_(std::move(argv)) {
+    argv_.insert(argv_.end(), extra.begin(), extra.end());
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t fa;
@@ -272,7 +275,7 @@ class Services {
     mapper = std::make_unique<Process>(
         std::vector<std::string>{bin("proxykv-mapper"), "--mappers", "proxy:target=" + models().mapper.string(),
                                  "--data-plane", data_plane_, "--control-endpoint", control, "--threads", "1"},
-        logs_ / "mapper.log");
+        logs_ / "mapper.log", common_flags);
     mapper_at = parse_announcement(mapper->first_line());
     ASSERT_FALSE(mapper_at.control.empty()) << "mapper did not start; see " << logs_ / "mapper.log";
   }
@@ -284,7 +287,7 @@ class Services {
                                  "--mapper-endpoints", mapper_at.control, "--data-plane", data_plane_,
                                  "--channels", channels, "--control-endpoint", control, "--threads", "1",
                                  "--fallback-to-zmq=false"},
-        logs_ / "proxy.log");
+        logs_ / "proxy.log", common_flags);
     proxy_at = parse_announcement(proxy->first_line());
     ASSERT_FALSE(proxy_at.control.empty()) << "proxy did not start; see " << logs_ / "proxy.log";
   }
@@ -295,7 +298,7 @@ class Services {
                                  proxy_at.control, "--proxy-model-id", "proxy", "--mask-deadline-ms",
                                  std::to_string(mask_deadline_ms_), "--mask-submit-timeout-ms", std::to_string(submit_timeout_ms_),
                                  "--max-body-bytes", "1000000"},
-        logs_ / "target.log");
+        logs_ / "target.log", target_flags.empty() ? common_flags : target_flags);
     target_url = target->first_line();
     ASSERT_EQ(target_url.rfind("http://127.0.0.1:", 0), 0u) << "target did not start; see " << logs_ / "target.log";
   }
@@ -307,6 +310,8 @@ class Services {
     start_target();
   }
 
+  std::vector<std::string> common_flags;  // appended to every service's command line
+  std::vector<std::string> target_flags;  // the target's, when not empty, instead of common_flags
   std::unique_ptr<Process> mapper, proxy, target;
   Announcement mapper_at, proxy_at;
   std::string target_url;
@@ -599,6 +604,36 @@ TEST(Services, BadHttpGetsFourHundredJsonErrors) {
                400, "unknown method");
   // And the target still answers.
   EXPECT_EQ(get_json(s.target_url, "/v1/models")["data"][0]["id"], "target");
+}
+
+TEST(Services, CurveEncryptsEveryHopAndAPlainTargetIsRefused) {
+  const fs::path keys = models().root / "keys";
+  fs::create_directories(keys);
+  auto pair = transport::generate_curve_keypair();
+  if (!pair.is_ok()) GTEST_SKIP() << "libzmq without CURVE: " << pair.status().to_string();
+  ASSERT_TRUE(transport::save_curve_keypair(*pair, keys.string(), "cluster").is_ok());
+  const std::vector<std::string> curve = {"--curve-secret-key-file", (keys / "cluster.key_secret").string(),
+                                          "--curve-server-public-key-file", (keys / "cluster.key").string()};
+  {
+    Services s("zmq", log_dir("curve"));
+    s.common_flags = curve;
+    s.start_all();
+    ASSERT_FALSE(HasFatalFailure());
+    json r = create_until_proxykv(s, a_task(300).context, 1);
+    EXPECT_EQ(r.value("method", ""), "proxykv") << r.dump();
+  }
+  {
+    // A target that does not know the servers' public key: its plain DEALER never completes a handshake with
+    // the CURVE proxy, so proxykv falls back as if the proxy were down.
+    Services s("zmq", log_dir("curve-plain-target"));
+    s.common_flags = curve;
+    s.target_flags = {"--curve-secret-key-file", (keys / "cluster.key_secret").string()};
+    s.start_all();
+    ASSERT_FALSE(HasFatalFailure());
+    json r = post(s.target_url, "/v1/contexts", context_request(a_task(300).context)).body;
+    EXPECT_EQ(r.value("method", ""), "snapkv") << r.dump();
+    EXPECT_EQ(r.value("fallback_reason", ""), "proxy_unavailable") << r.dump();
+  }
 }
 
 TEST(RunLocal, StartsTheThreeServicesAndStopsThemOnSigterm) {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxykv/mapper_server/mapper_server.h"
+#include "proxykv/service/curve_config.h"
 #include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/service_config/validators.h"
@@ -29,6 +30,8 @@ struct MapperServiceConfig {
   int64_t workers = 1;
   int64_t queue_capacity = 64;
   bool fallback_to_zmq = true;
+  std::string curve_secret_key_file;
+  std::string curve_server_public_key_file;
 };
 
 int run(int argc, char** argv) {
@@ -48,7 +51,9 @@ int run(int argc, char** argv) {
       .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "mapping threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
-      .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start");
+      .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start")
+      .add("curve_secret_key_file", &cfg.curve_secret_key_file, "Z85 secret key file: CURVE on this service's ROUTERs (empty: plain)")
+      .add("curve_server_public_key_file", &cfg.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
   if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
   transport::route_protobuf_logs_to_spdlog();
   at::set_num_threads(static_cast<int>(cfg.threads));
@@ -67,6 +72,12 @@ int run(int argc, char** argv) {
   options.data_plane.fallback_to_zmq = cfg.fallback_to_zmq;
   options.workers = static_cast<int>(cfg.workers);
   options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
+  const service::CurveSettings curve =
+      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file}));
+  options.control.curve = curve.server;
+  options.data_plane.curve_server = curve.server;
+  options.data_plane.curve_client = curve.client;
+  options.peer_curve = curve.client;
   auto server = value_or_throw(mapper::MapperServer::start(context, options, registry, metrics));
   mapper::MapperServer* raw = server.get();
   telemetry::AdminServerOptions admin_options;

@@ -194,6 +194,7 @@ struct MapperServer::Impl {
     transport::ClientOptions base;
     base.service_name = options.control.service_name;
     base.socket = options.control.socket;
+    base.curve = options.peer_curve;
     service::PeerClients replies(context, base);
     while (std::optional<Job> next = queue.pop()) {
       const Message& request = next->request;

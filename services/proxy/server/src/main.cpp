@@ -10,6 +10,7 @@
 
 #include "proxykv/model/tokenizer.h"
 #include "proxykv/proxy_server/proxy_server.h"
+#include "proxykv/service/curve_config.h"
 #include "proxykv/service/lifecycle.h"
 #include "proxykv/service_config/config_schema.h"
 #include "proxykv/service_config/validators.h"
@@ -36,6 +37,8 @@ struct ProxyServiceConfig {
   int64_t workers = 1;
   int64_t queue_capacity = 64;
   int64_t max_context_tokens = 65536;
+  std::string curve_secret_key_file;
+  std::string curve_server_public_key_file;
 };
 
 int run(int argc, char** argv) {
@@ -60,7 +63,9 @@ int run(int argc, char** argv) {
       .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "scoring threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
-      .add("max_context_tokens", &cfg.max_context_tokens, "longest context scored", sc::at_least<int64_t>(1));
+      .add("max_context_tokens", &cfg.max_context_tokens, "longest context scored", sc::at_least<int64_t>(1))
+      .add("curve_secret_key_file", &cfg.curve_secret_key_file, "Z85 secret key file: CURVE on this service's ROUTERs (empty: plain)")
+      .add("curve_server_public_key_file", &cfg.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
   if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
   if (cfg.mapper_endpoints.empty()) throw ProxykvError(invalid_argument("mapper_endpoints is empty"));
   transport::route_protobuf_logs_to_spdlog();
@@ -88,6 +93,12 @@ int run(int argc, char** argv) {
     options.features.scorer.repeat_prompt_rest = {*repeat};
   }
   options.max_context_tokens = cfg.max_context_tokens;
+  const service::CurveSettings curve =
+      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file}));
+  options.control.curve = curve.server;
+  options.data_plane.curve_server = curve.server;
+  options.data_plane.curve_client = curve.client;
+  options.peer_curve = curve.client;
   options.workers = static_cast<int>(cfg.workers);
   options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
 

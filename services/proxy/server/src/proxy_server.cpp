@@ -123,6 +123,7 @@ struct ProxyServer::Impl {
       co.endpoints = {peer.endpoint};
       co.service_name = options.control.service_name;
       co.socket = options.control.socket;
+      co.curve = options.peer_curve;
       PROXYKV_ASSIGN_OR_RETURN(peer.client, transport::ControlClient::connect(context, co));
     }
     if (!options.inline_features && !peer.data_plane) {
@@ -202,6 +203,7 @@ struct ProxyServer::Impl {
     transport::ClientOptions base;
     base.service_name = options.control.service_name;
     base.socket = options.control.socket;
+    base.curve = options.peer_curve;
     service::PeerClients replies(context, base);
     while (std::optional<Message> next = queue.pop()) {
       const v1::ScoreRequest& r = next->envelope.score_request();

@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "proxykv/transport/curve.h"
 #include "proxykv/transport/socket_options.h"
 
 namespace proxykv::target {
@@ -21,6 +23,8 @@ struct RemoteMaskOptions {
   std::chrono::milliseconds submit_timeout{1000};  // waiting for the proxy's Accepted
   size_t max_pending_submits = 64;                 // ScoreRequests waiting for the sender; more fall back
   transport::SocketOptions socket;
+  std::optional<transport::CurveServerConfig> server_curve;  // on the mask receiver (ROUTER)
+  std::optional<transport::CurveClientConfig> client_curve;  // on the DEALER to the proxy pool
   std::string service_name = "target";
 };
 

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -22,7 +23,9 @@
 namespace proxykv::mapper {
 
 struct MapperServerOptions {
-  transport::ServerOptions control;  // endpoint (port 0: free), service name "mapper"
+  transport::ServerOptions control;  // endpoint (port 0: free), service name "mapper"; control.curve: CURVE
+  // CURVE on the DEALERs to each request's reply_to (the target's mask receiver); nullopt: plain.
+  std::optional<transport::CurveClientConfig> peer_curve;
   transport::DataPlaneOptions data_plane;
   size_t queue_capacity = 64;  // accepted but not yet mapped; beyond it: RESOURCE_EXHAUSTED
   int workers = 1;

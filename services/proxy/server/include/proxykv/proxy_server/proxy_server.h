@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,9 @@
 namespace proxykv::proxy {
 
 struct ProxyServerOptions {
-  transport::ServerOptions control;  // service name "proxy"
+  transport::ServerOptions control;  // service name "proxy"; control.curve: CURVE on the ROUTER
+  // CURVE on the DEALERs this proxy opens (to the mapper pool and to reply_to); nullopt: plain.
+  std::optional<transport::CurveClientConfig> peer_curve;
   transport::DataPlaneOptions data_plane;
   std::vector<std::string> mapper_endpoints;  // control endpoints of the mapper pool
   bool inline_features = false;               // features as a control-message frame instead of the data plane

@@ -1,0 +1,20 @@
+#include "proxykv/service/curve_config.h"
+
+namespace proxykv::service {
+
+Result<CurveSettings> load_curve_settings(const CurveFiles& files) {
+  CurveSettings s;
+  if (!files.secret_key_file.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(std::string secret, transport::load_curve_key(files.secret_key_file));
+    s.server = transport::CurveServerConfig{secret};
+  }
+  if (!files.server_public_key_file.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(std::string pub, transport::load_curve_key(files.server_public_key_file));
+    transport::CurveClientConfig c;
+    c.server_public_key = pub;
+    s.client = c;
+  }
+  return s;
+}
+
+}  // namespace proxykv::service
