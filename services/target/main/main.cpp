@@ -70,7 +70,20 @@ int main(int argc, char** argv) {
     log->warn("no proxy_endpoints: proxykv requests fall back to {}", config.fallback_method);
   }
   telemetry::Metrics metrics({"target", (*engine)->model_name()});
-  auto server = target::ApiServer::start(**engine, metrics, target::api_server_options(config));
+  target::ApiServerOptions api_options = target::api_server_options(config);
+  api_options.health_details = [provider, &config] {
+    if (!provider) return nlohmann::json{{"proxy_path", nullptr}};
+    const target::RemoteMaskStats s = provider->stats();
+    return nlohmann::json{{"proxy_path",
+                           {{"proxy_endpoints", config.proxy_endpoints},
+                            {"reply_to", provider->reply_to()},
+                            {"requested", s.requested},
+                            {"accepted", s.accepted},
+                            {"masks", s.masks},
+                            {"errors", s.errors},
+                            {"late", s.late}}}};
+  };
+  auto server = target::ApiServer::start(**engine, metrics, api_options);
   if (!server.is_ok()) {
     log->critical("cannot start the API server: {}", server.status().to_string());
     return 1;

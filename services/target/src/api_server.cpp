@@ -530,6 +530,7 @@ struct ApiServer::Impl {
                    {"in_flight", in_flight.load()},
                    {"contexts", s.entries},
                    {"context_cache_bytes", s.bytes}};
+      if (options.health_details) h.details.update(options.health_details());
       return h;
     });
     server.set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {

@@ -434,6 +434,10 @@ TEST_P(ServicesTest, SameMaskAndAnswerAsInProcess) {
     ASSERT_TRUE(local_answer.is_ok());
     EXPECT_EQ(answered.body["choices"][0]["text"], local_answer->text);
   }
+  // The target's /health shows the proxy path and what it delivered.
+  json th = get_json(s.target_url, "/health");
+  EXPECT_EQ(th["details"]["proxy_path"]["masks"], 2) << th.dump();
+  EXPECT_EQ(th["details"]["proxy_path"]["errors"], 0) << th.dump();
   const std::string m = get_text(s.proxy_at.admin, "/metrics");
   EXPECT_GT(metric(m, "proxykv_transfer_bytes_total{model_name=\"proxy\",service=\"proxy\",transport=\"" +
                           GetParam() + "\"}"),

@@ -15,8 +15,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "proxykv/core/status.h"
 #include "proxykv/target/context_cache.h"
@@ -38,6 +41,8 @@ struct ApiServerOptions {
   int64_t max_body_bytes = 8 << 20;                // larger bodies get 413
   int64_t context_cache_bytes = int64_t{1} << 30;  // compressed contexts kept for /v1/contexts
   int retry_after_s = 1;
+  // Extra members of /health's "details" (e.g. the proxy path's state); called per probe, must be thread-safe.
+  std::function<nlohmann::json()> health_details;
 };
 
 class ApiServer {
