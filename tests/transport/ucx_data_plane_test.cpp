@@ -223,6 +223,44 @@ TEST_P(DataPlaneContractTest, UnclaimedBlobsExpire) {
   ASSERT_TRUE(eventually([&] { return receiver->stats().blobs_expired >= 1; }));
 }
 
+// A descriptor the sender already made travels as is (its CRC-32 is not computed again): the receiver gets it
+// back from receive() and checks the promised one against it without hashing. A lying checksum therefore gets
+// the blob refused at the receiver, which shows that it was not recomputed on the way.
+TEST_P(DataPlaneContractTest, AGivenDescriptorTravelsAsIsAndIsCheckedOnce) {
+  auto sender = make_plane();
+  auto receiver = make_plane();
+  ASSERT_TRUE(sender && receiver);
+  const WireTensor t = make_tensor("features", DType::kF32, {4, 8, 300}, 7);
+  const v1::TensorDescriptor d = describe_tensor(t);
+  ASSERT_TRUE(sender->send(receiver->local_endpoint(), "given", t, Clock::now() + kPatience, &d).is_ok());
+  v1::TensorDescriptor arrived;
+  auto got = receiver->receive("given", Clock::now() + kPatience, &arrived);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  expect_same(*got, t);
+  EXPECT_EQ(arrived.checksum_type(), v1::CHECKSUM_TYPE_CRC32);
+  EXPECT_EQ(arrived.checksum(), d.checksum());
+  EXPECT_TRUE(matches_descriptor(*got, d, arrived).is_ok());
+  v1::TensorDescriptor promised_other = d;
+  promised_other.set_checksum(d.checksum() ^ 1);
+  EXPECT_FALSE(matches_descriptor(*got, promised_other, arrived).is_ok());
+  v1::TensorDescriptor unchecked = arrived;
+  unchecked.clear_checksum_type();
+  EXPECT_FALSE(matches_descriptor(*got, d, unchecked).is_ok()) << "a promised CRC with none arrived must fail";
+
+  v1::TensorDescriptor lying = d;
+  lying.set_checksum(d.checksum() ^ 1);
+  const uint64_t refused = receiver->stats().blobs_refused;
+  ASSERT_TRUE(sender->send(receiver->local_endpoint(), "lying", t, Clock::now() + kPatience, &lying).is_ok());
+  EXPECT_TRUE(eventually([&] { return receiver->stats().blobs_refused > refused; }));
+  EXPECT_EQ(receiver->receive("lying", Clock::now() + milliseconds(50)).status().code(),
+            StatusCode::kDeadlineExceeded);
+
+  v1::TensorDescriptor wrong_shape = d;
+  wrong_shape.set_shape(0, 5);
+  EXPECT_EQ(sender->send(receiver->local_endpoint(), "bad", t, Clock::now() + kPatience, &wrong_shape).code(),
+            StatusCode::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(BothTransports, DataPlaneContractTest, ::testing::Values("zmq", "ucx"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 

@@ -16,7 +16,7 @@ void BlobInbox::expire_locked(Clock::time_point now) {
   }
 }
 
-bool BlobInbox::put(const std::string& key, WireTensor tensor) {
+bool BlobInbox::put(const std::string& key, WireTensor tensor, v1::TensorDescriptor descriptor) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return false;
@@ -25,19 +25,20 @@ bool BlobInbox::put(const std::string& key, WireTensor tensor) {
     const uint64_t replaced = existing != entries_.end() ? existing->second.tensor.data.size() : 0;
     if (bytes_ - replaced + tensor.data.size() > max_bytes_) return false;
     bytes_ = bytes_ - replaced + tensor.data.size();
-    entries_[key] = Entry{std::move(tensor), Clock::now()};
+    entries_[key] = Entry{std::move(tensor), std::move(descriptor), Clock::now()};
   }
   arrived_.notify_all();
   return true;
 }
 
-Result<WireTensor> BlobInbox::take(const std::string& key, Deadline deadline) {
+Result<WireTensor> BlobInbox::take(const std::string& key, Deadline deadline, v1::TensorDescriptor* descriptor) {
   std::unique_lock<std::mutex> lock(mutex_);
   const bool found = arrived_.wait_until(lock, deadline, [&] { return closed_ || entries_.count(key) != 0; });
   if (closed_) return unavailable("data plane closed");
   if (!found) return deadline_exceeded("data plane: no blob '" + key + "' arrived before the deadline");
   auto it = entries_.find(key);
   WireTensor tensor = std::move(it->second.tensor);
+  if (descriptor) *descriptor = std::move(it->second.descriptor);
   bytes_ -= tensor.data.size();
   entries_.erase(it);
   return tensor;

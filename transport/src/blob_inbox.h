@@ -37,10 +37,12 @@ class BlobInbox {
  public:
   BlobInbox(uint64_t max_bytes, std::chrono::milliseconds ttl) : max_bytes_(max_bytes), ttl_(ttl) {}
 
-  // Stores a blob (replacing an older one with the same key). False when it does not fit in max_bytes.
-  bool put(const std::string& key, WireTensor tensor);
+  // Stores a blob and the descriptor its bytes were checked against (replacing an older one with the same key).
+  // False when it does not fit in max_bytes.
+  bool put(const std::string& key, WireTensor tensor, v1::TensorDescriptor descriptor);
   // Waits until `deadline` for `key`; DEADLINE_EXCEEDED when it does not come, UNAVAILABLE after close().
-  Result<WireTensor> take(const std::string& key, Deadline deadline);
+  // `descriptor` (optional) gets the one put() was given.
+  Result<WireTensor> take(const std::string& key, Deadline deadline, v1::TensorDescriptor* descriptor = nullptr);
   // Wakes every waiter; later takes fail at once.
   void close();
 
@@ -50,6 +52,7 @@ class BlobInbox {
  private:
   struct Entry {
     WireTensor tensor;
+    v1::TensorDescriptor descriptor;
     Clock::time_point arrived;
   };
   void expire_locked(Clock::time_point now);

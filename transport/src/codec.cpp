@@ -199,7 +199,12 @@ Result<zmq::multipart_t> encode(const Message& message, const EncodeOptions& opt
   envelope.set_type(type);
   envelope.clear_tensors();
   std::set<std::string_view> names;
-  for (const WireTensor& t : message.tensors) {
+  if (options.descriptors && options.descriptors->size() != message.tensors.size()) {
+    return invalid_argument("encode: " + std::to_string(options.descriptors->size()) + " descriptors for " +
+                            std::to_string(message.tensors.size()) + " tensors");
+  }
+  for (size_t i = 0; i < message.tensors.size(); ++i) {
+    const WireTensor& t = message.tensors[i];
     if (t.name.empty()) return invalid_argument("encode: a tensor has no name");
     if (!names.insert(t.name).second) return invalid_argument("encode: tensor name '" + t.name + "' repeats");
     uint64_t bytes = 0;
@@ -210,7 +215,16 @@ Result<zmq::multipart_t> encode(const Message& message, const EncodeOptions& opt
       return invalid_argument("encode: tensor '" + t.name + "' " + dtype_name(t.dtype) + " " + shape_string(t.shape) +
                               " needs " + std::to_string(bytes) + " bytes, has " + std::to_string(t.data.size()));
     }
-    *envelope.add_tensors() = describe_tensor(t, options.checksum);
+    if (options.descriptors) {
+      const v1::TensorDescriptor& d = (*options.descriptors)[i];
+      if (d.name() != t.name || d.dtype() != dtype_name(t.dtype) || d.byte_length() != t.data.size() ||
+          std::vector<int64_t>(d.shape().begin(), d.shape().end()) != t.shape) {
+        return invalid_argument("encode: the descriptor given for tensor '" + t.name + "' does not describe it");
+      }
+      *envelope.add_tensors() = d;
+    } else {
+      *envelope.add_tensors() = describe_tensor(t, options.checksum);
+    }
   }
   const size_t envelope_bytes = envelope.ByteSizeLong();
   if (envelope_bytes > static_cast<size_t>(INT_MAX)) {

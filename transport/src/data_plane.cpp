@@ -18,7 +18,10 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& descriptor) {
+namespace {
+
+// Everything but the checksum.
+Status matches_layout(const WireTensor& tensor, const v1::TensorDescriptor& descriptor) {
   const std::vector<int64_t> shape(descriptor.shape().begin(), descriptor.shape().end());
   if (descriptor.dtype() != dtype_name(tensor.dtype) || shape != tensor.shape ||
       descriptor.byte_length() != tensor.data.size()) {
@@ -31,8 +34,25 @@ Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& 
     return invalid_argument("data plane blob is named '" + tensor.name + "', the descriptor promised '" +
                             descriptor.name() + "'");
   }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& descriptor) {
+  PROXYKV_RETURN_IF_ERROR(matches_layout(tensor, descriptor));
   if (descriptor.checksum_type() == v1::CHECKSUM_TYPE_CRC32 &&
       crc32(tensor.data.data(), tensor.data.size()) != descriptor.checksum()) {
+    return invalid_argument("data plane blob '" + tensor.name + "' does not have the CRC-32 its descriptor promised");
+  }
+  return Status::ok();
+}
+
+Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& promised,
+                          const v1::TensorDescriptor& arrived) {
+  PROXYKV_RETURN_IF_ERROR(matches_layout(tensor, promised));
+  if (promised.checksum_type() == v1::CHECKSUM_TYPE_CRC32 &&
+      (arrived.checksum_type() != v1::CHECKSUM_TYPE_CRC32 || arrived.checksum() != promised.checksum())) {
     return invalid_argument("data plane blob '" + tensor.name + "' does not have the CRC-32 its descriptor promised");
   }
   return Status::ok();

@@ -79,11 +79,22 @@ std::string effective_setting(const ucp_config_t* config, const std::string& nam
   return "?";
 }
 
-std::string blob_header(const std::string& key, const WireTensor& tensor) {
+// `described`: the caller's descriptor of `tensor` (checked to describe it), else one made here (with CRC-32).
+Result<std::string> blob_header(const std::string& key, const WireTensor& tensor,
+                                const v1::TensorDescriptor* described) {
   v1::DataPlaneRef ref;
   ref.set_transport("ucx");
   ref.set_key(key);
-  *ref.mutable_tensor() = describe_tensor(tensor);
+  if (described) {
+    const v1::TensorDescriptor& d = *described;
+    if (d.name() != tensor.name || d.dtype() != dtype_name(tensor.dtype) || d.byte_length() != tensor.data.size() ||
+        std::vector<int64_t>(d.shape().begin(), d.shape().end()) != tensor.shape) {
+      return invalid_argument("data plane: the descriptor given for tensor '" + tensor.name + "' does not describe it");
+    }
+    *ref.mutable_tensor() = d;
+  } else {
+    *ref.mutable_tensor() = describe_tensor(tensor);
+  }
   std::string header = protocol_tag(kProtocolVersion);
   ref.AppendToString(&header);
   return header;
@@ -383,7 +394,7 @@ Result<UcxDataPlane::Peer*> UcxDataPlane::peer_locked(const std::string& address
 }
 
 Status UcxDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& key, const WireTensor& tensor,
-                          Deadline deadline) {
+                          Deadline deadline, const v1::TensorDescriptor* described) {
   if (peer.transport() != "ucx") {
     return invalid_argument("ucx data plane cannot send to a '" + peer.transport() + "' endpoint");
   }
@@ -399,7 +410,7 @@ Status UcxDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
   }
   auto state = std::make_shared<SendState>();
   state->plane = this;
-  state->header = blob_header(key, tensor);
+  PROXYKV_ASSIGN_OR_RETURN(state->header, blob_header(key, tensor, described));
   state->payload = tensor.data;  // shares the bytes
   if (state->header.size() > max_header_) {
     return invalid_argument("ucx data plane: the header of blob '" + key.substr(0, 64) + "...' is " +
@@ -454,8 +465,8 @@ Status UcxDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
   return Status::ok();
 }
 
-Result<WireTensor> UcxDataPlane::receive(const std::string& key, Deadline deadline) {
-  return inbox_.take(key, deadline);
+Result<WireTensor> UcxDataPlane::receive(const std::string& key, Deadline deadline, v1::TensorDescriptor* arrived) {
+  return inbox_.take(key, deadline, arrived);
 }
 
 void UcxDataPlane::on_send_complete(void* /*request*/, ucs_status_t status, void* user_data) {
@@ -570,7 +581,7 @@ void UcxDataPlane::deliver_locked(const std::string& key, const v1::TensorDescri
   // Counted before put() wakes the receiver, so that a caller who got the blob sees it counted.
   ++counters_.blobs_received;
   counters_.bytes_received += size;
-  if (!inbox_.put(key, std::move(tensor))) {
+  if (!inbox_.put(key, std::move(tensor), descriptor)) {
     --counters_.blobs_received;
     counters_.bytes_received -= size;
     refuse("inbox full, refused blob '" + key + "' (" + std::to_string(size) + " bytes)");

@@ -67,9 +67,10 @@ class UcxDataPlane final : public DataPlane {
 
   const char* transport_name() const override { return "ucx"; }
   v1::DataPlaneEndpoint local_endpoint() const override;
-  Status send(const v1::DataPlaneEndpoint& peer, const std::string& key, const WireTensor& tensor,
-              Deadline deadline) override;
-  Result<WireTensor> receive(const std::string& key, Deadline deadline) override;
+  Status send(const v1::DataPlaneEndpoint& peer, const std::string& key, const WireTensor& tensor, Deadline deadline,
+              const v1::TensorDescriptor* described = nullptr) override;
+  Result<WireTensor> receive(const std::string& key, Deadline deadline,
+                             v1::TensorDescriptor* arrived = nullptr) override;
   DataPlaneStats stats() const override;
 
  private:

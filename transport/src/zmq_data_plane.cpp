@@ -98,11 +98,12 @@ void ZmqDataPlane::receive_loop() {
     }
     const std::string key = message->envelope.tensor_blob().key();
     WireTensor tensor = std::move(message->tensors.front());
+    v1::TensorDescriptor descriptor = message->envelope.tensors(0);  // decode() checked the bytes against it
     const uint64_t bytes = tensor.data.size();
     // Counted before put() wakes the receiver, so that a caller who got the blob sees it counted.
     ++counters_.blobs_received;
     counters_.bytes_received += bytes;
-    if (!inbox_.put(key, std::move(tensor))) {
+    if (!inbox_.put(key, std::move(tensor), std::move(descriptor))) {
       --counters_.blobs_received;
       counters_.bytes_received -= bytes;
       ++counters_.blobs_refused;
@@ -135,7 +136,7 @@ Result<std::shared_ptr<ZmqDataPlane::PeerSocket>> ZmqDataPlane::peer_socket(cons
 }
 
 Status ZmqDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& key, const WireTensor& tensor,
-                          Deadline deadline) {
+                          Deadline deadline, const v1::TensorDescriptor* described) {
   if (peer.transport() != "zmq") {
     return invalid_argument("zmq data plane cannot send to a '" + peer.transport() + "' endpoint");
   }
@@ -143,7 +144,13 @@ Status ZmqDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
   Message message;
   message.envelope.mutable_tensor_blob()->set_key(key);
   message.tensors.push_back(tensor);  // shares the bytes
-  PROXYKV_ASSIGN_OR_RETURN(zmq::multipart_t frames, encode(message));
+  std::vector<v1::TensorDescriptor> descriptors;
+  EncodeOptions encode_options;
+  if (described) {
+    descriptors.push_back(*described);
+    encode_options.descriptors = &descriptors;
+  }
+  PROXYKV_ASSIGN_OR_RETURN(zmq::multipart_t frames, encode(message, encode_options));
   PROXYKV_ASSIGN_OR_RETURN(std::shared_ptr<PeerSocket> target, peer_socket(peer.address()));
 
   std::lock_guard<std::mutex> lock(target->mutex);
@@ -165,8 +172,8 @@ Status ZmqDataPlane::send(const v1::DataPlaneEndpoint& peer, const std::string& 
   return Status::ok();
 }
 
-Result<WireTensor> ZmqDataPlane::receive(const std::string& key, Deadline deadline) {
-  return inbox_.take(key, deadline);
+Result<WireTensor> ZmqDataPlane::receive(const std::string& key, Deadline deadline, v1::TensorDescriptor* arrived) {
+  return inbox_.take(key, deadline, arrived);
 }
 
 }  // namespace proxykv::transport

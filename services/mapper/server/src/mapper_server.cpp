@@ -146,8 +146,9 @@ struct MapperServer::Impl {
       if (!t) return invalid_argument("features tensor '" + f.features_tensor() + "' is not in the message");
       wire = *t;
     } else {
-      PROXYKV_ASSIGN_OR_RETURN(wire, plane->receive(f.features_ref().key(), deadline));
-      PROXYKV_RETURN_IF_ERROR(transport::matches_descriptor(wire, f.features_ref().tensor()));
+      v1::TensorDescriptor arrived;  // what the plane checked the bytes against: no second CRC-32 here
+      PROXYKV_ASSIGN_OR_RETURN(wire, plane->receive(f.features_ref().key(), deadline, &arrived));
+      PROXYKV_RETURN_IF_ERROR(transport::matches_descriptor(wire, f.features_ref().tensor(), arrived));
       metrics.transfer_bytes_total(plane->transport_name()).Increment(static_cast<double>(wire.data.size()));
     }
     PROXYKV_ASSIGN_OR_RETURN(at::Tensor features, service::from_wire(wire));

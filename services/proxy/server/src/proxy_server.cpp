@@ -182,7 +182,8 @@ struct ProxyServer::Impl {
       ref->set_transport(plane->transport_name());
       ref->set_key(key);
       *ref->mutable_tensor() = transport::describe_tensor(wire);
-      if (Status sent = plane->send(*peer->data_plane, key, wire, deadline); !sent.is_ok()) {
+      // The descriptor (and its one CRC-32) goes both into the ref and onto the data plane.
+      if (Status sent = plane->send(*peer->data_plane, key, wire, deadline, &ref->tensor()); !sent.is_ok()) {
         peer->data_plane.reset();  // re-handshake next time: the mapper may have restarted on another data port
         return sent;
       }

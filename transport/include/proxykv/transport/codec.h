@@ -40,6 +40,10 @@ struct CodecLimits {
 struct EncodeOptions {
   // CRC-32 of every tensor frame (~1 GB/s with zlib); off only where the bytes were already checked.
   bool checksum = true;
+  // One descriptor per tensor of the message, in order, written as given: a caller that already described a
+  // tensor (and computed its CRC-32 once for a DataPlaneRef) does not pay for a second CRC. Name, dtype, shape
+  // and byte length must match the tensor (INVALID_ARGUMENT otherwise); the checksum is trusted.
+  const std::vector<v1::TensorDescriptor>* descriptors = nullptr;
 };
 
 // The descriptor encode() writes for `tensor`: name, dtype, shape, byte length and, with `checksum`, CRC-32.

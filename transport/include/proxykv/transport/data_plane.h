@@ -42,12 +42,17 @@ class DataPlane {
 
   // Sends `tensor` under `key` to the plane at `peer`. Returns once the transport owns the bytes (zmq: queued
   // with a zero-copy reference; ucx: the send completed). UNAVAILABLE/DEADLINE_EXCEEDED when the peer could not
-  // take it before `deadline`; INVALID_ARGUMENT when `peer` is of another transport.
+  // take it before `deadline`; INVALID_ARGUMENT when `peer` is of another transport. `described`: the
+  // tensor's descriptor when the caller already made one (describe_tensor, for its DataPlaneRef); the blob then
+  // carries it and its CRC-32 is not computed again. It must describe `tensor` (INVALID_ARGUMENT otherwise).
   virtual Status send(const v1::DataPlaneEndpoint& peer, const std::string& key, const WireTensor& tensor,
-                      Deadline deadline) = 0;
-  // Waits until `deadline` for the blob sent under `key` and removes it from the inbox. The checksum has been
-  // verified; the caller checks the descriptor it was promised (DataPlaneRef) with matches_descriptor().
-  virtual Result<WireTensor> receive(const std::string& key, Deadline deadline) = 0;
+                      Deadline deadline, const v1::TensorDescriptor* described = nullptr) = 0;
+  // Waits until `deadline` for the blob sent under `key` and removes it from the inbox. Its bytes have been
+  // checked against the CRC-32 of the descriptor it arrived with, which `arrived` (optional) receives; the caller
+  // checks it against the descriptor it was promised (DataPlaneRef) with matches_descriptor(tensor, promised,
+  // arrived), which compares the checksums without hashing the bytes again.
+  virtual Result<WireTensor> receive(const std::string& key, Deadline deadline,
+                                     v1::TensorDescriptor* arrived = nullptr) = 0;
 
   virtual DataPlaneStats stats() const = 0;
 };
@@ -55,6 +60,11 @@ class DataPlane {
 // OK when `tensor` has the dtype, shape, byte length and (when the descriptor has one) CRC-32 that `descriptor`
 // promised, and its name when the descriptor names one.
 Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& descriptor);
+// The same for a received blob whose bytes the plane already checked against `arrived` (receive()'s): the
+// promised CRC-32 is compared with the arrived one, the bytes are not hashed again. A promised CRC-32 with none
+// arrived is a mismatch.
+Status matches_descriptor(const WireTensor& tensor, const v1::TensorDescriptor& promised,
+                          const v1::TensorDescriptor& arrived);
 
 struct DataPlaneOptions {
   // "zmq" or "ucx".
