@@ -13,6 +13,7 @@
 
 #include "proxykv/core/logging.h"
 #include "proxykv/model/decoder_lm.h"
+#include "proxykv/model/prompt_format.h"
 #include "proxykv/scoring/scorer.h"
 #include "proxykv/scoring/scorers.h"
 #include "proxykv/scoring/selection.h"
@@ -31,49 +32,9 @@ double seconds_since(Clock::time_point since) {
 constexpr const char* kProxyMethod = "proxykv";
 constexpr const char* kFullMethod = "full";
 
-// The token ids and strings the prompt format needs (see target_engine.h).
-struct PromptFormat {
-  bool family = false;                  // the tiny family's `<bos> <ctx> ... </ctx>` / `<q> ... <a>`
-  std::vector<int64_t> context_prefix;  // family: <bos> <ctx>; plain: the model's BOS if any
-  std::vector<int64_t> context_suffix;  // family: </ctx>
-  std::vector<int64_t> question_prefix;
-  std::vector<int64_t> question_suffix;
-  std::string question_text_prefix;  // plain format: "\n" around the question
-  std::string question_text_suffix;
-  std::vector<int64_t> repeat_prompt;
-  std::vector<int64_t> stop_ids;
-  int64_t n_sink = 0;
-};
-
 std::vector<int64_t> encode64(const Tokenizer& tokenizer, const std::string& text) {
   std::vector<int32_t> ids = tokenizer.encode(text);
   return std::vector<int64_t>(ids.begin(), ids.end());
-}
-
-PromptFormat make_format(const Tokenizer& tokenizer, const ModelSpec& spec) {
-  PromptFormat f;
-  auto id = [&](const char* token) { return tokenizer.token_to_id(token); };
-  const bool family = id("<bos>") && id("<ctx>") && id("</ctx>") && id("<q>") && id("<a>") && id("<repeat>");
-  if (family) {
-    f.family = true;
-    f.context_prefix = {*id("<bos>"), *id("<ctx>")};
-    f.context_suffix = {*id("</ctx>")};
-    f.question_prefix = {*id("<q>")};
-    f.question_suffix = {*id("<a>")};
-    f.repeat_prompt = {*id("<repeat>")};
-    f.n_sink = 2;
-  } else {
-    if (spec.bos_token_id) f.context_prefix = {*spec.bos_token_id};
-    f.question_text_prefix = "\n";
-    f.question_text_suffix = "\n";
-    f.repeat_prompt = encode64(tokenizer, "Repeat the previous context exactly.");
-    f.n_sink = static_cast<int64_t>(f.context_prefix.size());
-  }
-  if (auto eos = id("<eos>")) f.stop_ids.push_back(*eos);
-  if (spec.eos_token_id && std::find(f.stop_ids.begin(), f.stop_ids.end(), *spec.eos_token_id) == f.stop_ids.end()) {
-    f.stop_ids.push_back(*spec.eos_token_id);
-  }
-  return f;
 }
 
 // FNV-1a 64 over (layer, head, kept count, indices) of every head, in order; see CompressionStats::mask_digest.
@@ -186,21 +147,9 @@ struct TargetEngine::Impl {
     return provider;
   }
 
-  std::vector<int64_t> context_ids(const std::string& context) const {
-    std::vector<int64_t> ids = format.context_prefix;
-    std::vector<int64_t> body = encode64(tokenizer, context);
-    ids.insert(ids.end(), body.begin(), body.end());
-    ids.insert(ids.end(), format.context_suffix.begin(), format.context_suffix.end());
-    return ids;
-  }
-
+  std::vector<int64_t> context_ids(const std::string& context) const { return format.context_ids(tokenizer, context); }
   std::vector<int64_t> question_ids(const std::string& question) const {
-    std::vector<int64_t> ids = format.question_prefix;
-    std::string text = format.family ? question : format.question_text_prefix + question + format.question_text_suffix;
-    std::vector<int64_t> body = encode64(tokenizer, text);
-    ids.insert(ids.end(), body.begin(), body.end());
-    ids.insert(ids.end(), format.question_suffix.begin(), format.question_suffix.end());
-    return ids;
+    return format.question_ids(tokenizer, question);
   }
 
   Status check_length(int64_t tokens, const char* what) const {
@@ -433,7 +382,7 @@ Result<std::unique_ptr<TargetEngine>> TargetEngine::create(std::unique_ptr<Decod
     return invalid_argument("fallback_method '" + options.fallback_method + "' is not a local method (" + list + ")");
   }
   auto impl = std::make_unique<Impl>(std::move(model), std::move(tokenizer), std::move(options));
-  impl->format = make_format(impl->tokenizer, impl->model->spec());
+  impl->format = PromptFormat::for_model(impl->tokenizer, impl->model->spec());
   impl->methods = local;
   impl->methods.push_back(kProxyMethod);
   scoring::ScorerOptions& so = impl->scorer_options;

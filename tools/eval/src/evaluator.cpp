@@ -47,10 +47,7 @@ Result<Evaluator> Evaluator::create(const DecoderLM& target, const Tokenizer& to
   }
   if (options.max_answer_tokens < 1) return invalid_argument("max_answer_tokens must be >= 1");
   Evaluator ev(target, tokenizer, std::move(options));
-  if (auto eos = tokenizer.token_to_id("<eos>")) ev.stop_ids_.push_back(*eos);
-  if (target.spec().eos_token_id && (ev.stop_ids_.empty() || ev.stop_ids_[0] != *target.spec().eos_token_id)) {
-    ev.stop_ids_.push_back(*target.spec().eos_token_id);
-  }
+  ev.format_ = PromptFormat::for_model(tokenizer, target.spec());
   const int64_t repeat_id = *tokenizer.token_to_id("<repeat>");
   ev.scorer_options_.n_sink = kSinkTokens;
   ev.scorer_options_.kvzip_chunk = ev.options_.kvzip_chunk;
@@ -61,19 +58,18 @@ Result<Evaluator> Evaluator::create(const DecoderLM& target, const Tokenizer& to
   return ev;
 }
 
-at::Tensor Evaluator::encode(const std::string& text) const {
-  std::vector<int32_t> ids = tokenizer_->encode(text);
-  std::vector<int64_t> ids64(ids.begin(), ids.end());
-  return at::tensor(ids64, at::TensorOptions().dtype(at::kLong));
+at::Tensor Evaluator::to_tensor(const std::vector<int64_t>& ids) const {
+  return at::tensor(ids, at::TensorOptions().dtype(at::kLong));
 }
 
 at::Tensor Evaluator::context_prompt(const std::string& context) const {
-  return encode("<bos> <ctx> " + context + " </ctx>");
+  return to_tensor(format_.context_ids(*tokenizer_, context));
 }
 
 std::string Evaluator::answer(KvCache& cache, const std::string& question) const {
   std::vector<int64_t> out =
-      target_->answer(encode("<q> " + question + " <a>"), cache, options_.max_answer_tokens, stop_ids_);
+      target_->answer(to_tensor(format_.question_ids(*tokenizer_, question)), cache, options_.max_answer_tokens,
+                      format_.stop_ids);
   return tokenizer_->decode(std::vector<int32_t>(out.begin(), out.end()), /*skip_special_tokens=*/true);
 }
 

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxykv/model/prompt_format.h"
 #include "proxykv/core/status.h"
 #include "proxykv/eval/proxy_methods.h"
 #include "proxykv/model/decoder_lm.h"
@@ -85,13 +86,13 @@ class Evaluator {
  private:
   Evaluator(const DecoderLM& target, const Tokenizer& tokenizer, EvalOptions options)
       : target_(&target), tokenizer_(&tokenizer), options_(std::move(options)) {}
-  at::Tensor encode(const std::string& text) const;
+  at::Tensor to_tensor(const std::vector<int64_t>& ids) const;
 
   const DecoderLM* target_;
   const Tokenizer* tokenizer_;
   EvalOptions options_;
   scoring::ScorerOptions scorer_options_;
-  std::vector<int64_t> stop_ids_;
+  PromptFormat format_;  // the family's (create() refuses a tokenizer without its tokens)
 };
 
 // Writes an accuracy-vs-keep-ratio plot (one line per method, full as a horizontal line) with gnuplot.
