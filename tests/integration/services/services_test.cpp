@@ -640,6 +640,62 @@ TEST(Services, CurveEncryptsEveryHopAndAPlainTargetIsRefused) {
   }
 }
 
+// proxykv-loadgen against a target alone (no proxy path): every request answered and its method reported; an
+// overloaded target's 429s are counted and make the exit status say so.
+TEST(Loadgen, ReportsLatenciesMethodsAndOverload) {
+  const fs::path logs = log_dir("loadgen");
+  fs::create_directories(logs);
+  const fs::path tasks_file = models().root / "load.jsonl";
+  {
+    std::ofstream out(tasks_file);
+    auto text = tasks::format_task_jsonl({a_task(200, 1), a_task(300, 2)});
+    ASSERT_TRUE(text.is_ok());
+    out << *text;
+  }
+  auto start_target = [&](const std::string& max_in_flight) {
+    auto t = std::make_unique<Process>(
+        std::vector<std::string>{bin("proxykv-target"), "--model", models().target.string(), "--model-name", "target",
+                                 "--port", "0", "--torch-threads", "1", "--max-in-flight", max_in_flight,
+                                 "--threads", "16"},
+        logs / ("target-" + max_in_flight + ".log"));
+    return t;
+  };
+  auto run_loadgen = [&](const std::string& url, const std::string& concurrency, const fs::path& out) {
+    Process p({bin("proxykv-loadgen"), "--url", url, "--tasks", tasks_file.string(), "--concurrency", concurrency,
+               "--requests", "12", "--method", "snapkv", "--keep-ratio", "0.5", "--max-tokens", "4", "--out",
+               out.string()},
+              logs / "loadgen.log");
+    (void)p.first_line();
+    const int status = p.wait();
+    std::ifstream in(out);
+    return std::make_pair(status, json::parse(in, nullptr, false));
+  };
+  {
+    auto target = start_target("4");
+    const std::string url = target->first_line();
+    ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u);
+    auto [status, summary] = run_loadgen(url, "2", models().root / "load-ok.json");
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << summary.dump();
+    EXPECT_EQ(summary.value("ok", 0), 12) << summary.dump();
+    EXPECT_EQ(summary["methods_used"].value("snapkv", 0), 12) << summary.dump();
+    EXPECT_EQ(summary["ttft_s"].value("n", 0), 12);
+    EXPECT_GT(summary["e2e_s"].value("p50", 0.0), 0.0);
+  }
+  {
+    auto target = start_target("1");  // one request at a time; the rest get 429
+    const std::string url = target->first_line();
+    ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u);
+    auto [status, summary] = run_loadgen(url, "8", models().root / "load-429.json");
+    const int ok = summary.value("ok", 0);
+    const int refused = summary["http_status"].value("429", 0);
+    EXPECT_EQ(ok + refused, 12) << summary.dump();
+    // Eight clients start together against room for one: some are refused (each request holds the slot for
+    // its whole prefill and decode, tens of milliseconds, while the others arrive within one).
+    EXPECT_GT(refused, 0) << summary.dump();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << summary.dump();
+  }
+}
+
 TEST(RunLocal, StartsTheThreeServicesAndStopsThemOnSigterm) {
   const fs::path logs = log_dir("run-local");
   Process script({"/bin/bash", std::string(PROXYKV_SOURCE_DIR) + "/scripts/run-local.sh", "--target-model",
