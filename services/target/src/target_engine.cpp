@@ -220,9 +220,12 @@ struct TargetEngine::Impl {
     return {};
   }
 
-  // Prefills `ids` into a fresh cache and compresses it; the caller holds model_mutex.
+  // Prefills `ids` into a fresh cache and compresses it. `lock` holds model_mutex; it is released while a
+  // proxykv request waits for its mask after the prefill (the new cache is this request's alone), so another
+  // request's prefill can use the target meanwhile, and taken again for scoring and eviction.
   Result<std::shared_ptr<CompressedContext>> compress_ids(at::Tensor ids, const CompressionRequest& request,
-                                                          Clock::time_point started) {
+                                                          Clock::time_point started,
+                                                          std::unique_lock<std::mutex>& lock) {
     PROXYKV_RETURN_IF_ERROR(validate(request));
     PROXYKV_ASSIGN_OR_RETURN(scoring::SelectionLevel level, scoring::parse_selection_level(request.level));
     const int64_t T = ids.size(0);
@@ -253,7 +256,9 @@ struct TargetEngine::Impl {
     std::optional<scoring::KeepSet> keep;
     if (p.pending) {
       auto tw = Clock::now();
+      lock.unlock();
       MaskOutcome outcome = p.pending->wait();
+      lock.lock();
       st.mask_wait_s = seconds_since(tw);
       if (outcome.ok) {
         std::string bad = check_mask(outcome.keep, T);
@@ -451,8 +456,8 @@ Result<std::shared_ptr<CompressedContext>> TargetEngine::compress_context(const 
     PROXYKV_RETURN_IF_ERROR(impl_->validate(request));
     std::vector<int64_t> ids = impl_->context_ids(context);
     PROXYKV_RETURN_IF_ERROR(impl_->check_length(static_cast<int64_t>(ids.size()), "the context"));
-    std::lock_guard<std::mutex> lock(impl_->model_mutex);
-    return impl_->compress_ids(to_tensor(ids), request, started);
+    std::unique_lock<std::mutex> lock(impl_->model_mutex);
+    return impl_->compress_ids(to_tensor(ids), request, started, lock);
   } catch (const std::exception& e) {
     return internal_error(std::string("compressing the context failed: ") + e.what());
   }
@@ -488,8 +493,8 @@ Result<GenerationResult> TargetEngine::complete(const std::string& prompt,
     // Everything but the last token is the compressed "context"; the last token starts the decoding.
     std::vector<int64_t> last(ids.end() - 1, ids.end());
     ids.pop_back();
-    std::lock_guard<std::mutex> lock(impl_->model_mutex);
-    PROXYKV_ASSIGN_OR_RETURN(auto ctx, impl_->compress_ids(to_tensor(ids), request, started));
+    std::unique_lock<std::mutex> lock(impl_->model_mutex);
+    PROXYKV_ASSIGN_OR_RETURN(auto ctx, impl_->compress_ids(to_tensor(ids), request, started, lock));
     if (stats) *stats = ctx->stats;
     GenerationResult r = impl_->generate(ctx->cache, last, options, on_token, started);
     r.prompt_tokens = static_cast<int64_t>(ids.size()) + 1;

@@ -1,6 +1,7 @@
 #include "proxykv/target/target_engine.h"
 
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <random>
 
@@ -289,6 +290,28 @@ TEST_F(TargetEngineTest, ProxyKvUsesTheProvidersMaskAndRefusesAMalformedOne) {
   ASSERT_TRUE(bad.is_ok());
   EXPECT_EQ(context_stats(**bad).method, "snapkv");
   EXPECT_EQ(context_stats(**bad).fallback_reason, "invalid_mask");
+  engine_->set_mask_provider(nullptr);
+}
+
+// A proxykv request waiting for its mask (after its prefill) lets go of the model: another request is served
+// meanwhile. The engine is shared by the suite, so the provider is put back to none afterwards.
+TEST_F(TargetEngineTest, AProxyKvRequestWaitingForItsMaskDoesNotHoldTheModel) {
+  auto requested = std::make_shared<std::promise<void>>();
+  std::future<void> asked = requested->get_future();
+  std::promise<void> release;
+  engine_->set_mask_provider(testing::make_gated_provider(requested, release.get_future().share()));
+  auto held = std::async(std::launch::async,
+                         [&] { return engine_->compress_context(kContext, {"proxykv", 0.5, "global"}); });
+  ASSERT_EQ(asked.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  auto other = std::async(std::launch::async,
+                          [&] { return engine_->compress_context(kContext, {"snapkv", 0.5, "global"}); });
+  const bool served = other.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  release.set_value();
+  EXPECT_TRUE(served) << "a request was blocked behind a proxykv request waiting for its mask";
+  auto h = held.get();
+  ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+  EXPECT_EQ(context_stats(**h).fallback_reason, "mask_deadline");  // what the gated provider answers
+  EXPECT_TRUE(other.get().is_ok());
   engine_->set_mask_provider(nullptr);
 }
 

@@ -13,7 +13,8 @@
 // compression request, every prompt token but the last is prefilled and compressed like a context; the last one
 // is then fed to produce the first output token, so the prompt's own KV is what gets compressed before decoding.
 //
-// Concurrency: one mutex serialises every use of the model; the tokenizer is used outside it. A context may be
+// Concurrency: one mutex serialises every use of the model (a proxykv request lets go of it while it waits for
+// its mask after its prefill, so the next request can prefill); the tokenizer is used outside it. A context may be
 // answered by many threads: each answer appends the question's KV and restores the cache afterwards under the
 // lock, so the next question sees only the context. Errors are Result/Status; no exception leaves the engine.
 //
