@@ -1,4 +1,7 @@
-// proxykv bench-scoring: the cost of each scorer against plain prefill, side by side in one run.
+// proxykv bench-scoring: the cost of each scorer against plain prefill, side by side in one run. With --proxy and
+// --mapper, also the proxy path run after the target's prefill on the same cores (the single-device regime): the
+// proxy's feature extraction (the mapper's channels, read from its features.json) and the mapper, each timed on
+// its own and reported as a fraction of the target's prefill.
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -9,7 +12,9 @@
 
 #include "commands.h"
 #include "model_options.h"
+#include "proxykv/mapper/mapper_registry.h"
 #include "proxykv/model/decoder_lm.h"
+#include "proxykv/proxy/proxy_features.h"
 #include "proxykv/scoring/scorer.h"
 
 namespace proxykv::cli {
@@ -23,6 +28,8 @@ struct BenchScoringArgs {
   int64_t kvzip_chunk = 2048;
   int64_t chunk = 512;
   int repeats = 3;
+  std::string proxy;   // proxy model directory (with --mapper)
+  std::string mapper;  // mapper checkpoint for (proxy, this target)
   RuntimeOptions runtime;
 };
 
@@ -44,16 +51,38 @@ Status run_bench(const BenchScoringArgs& args) {
   sopts.repeat_prompt_first = {9};  // the family's <repeat>; any id works for timing
   sopts.repeat_prompt_rest = {9};
   const ModelSpec& spec = model->spec();
+  // The proxy path: proxy model, its feature options, the mapper.
+  std::unique_ptr<DecoderLM> proxy_model;
+  mapper::MapperRegistry registry;
+  const mapper::MapperPair* pair = nullptr;
+  proxy::FeatureOptions fopts;
+  if (args.proxy.empty() != args.mapper.empty()) return invalid_argument("--proxy and --mapper go together");
+  if (!args.proxy.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(proxy_model, DecoderLM::load(args.proxy, args.runtime.load_options()));
+    if (proxy_model->spec().vocab_size != spec.vocab_size) {
+      return invalid_argument("the proxy's vocabulary differs from the target's: not the same family");
+    }
+    PROXYKV_ASSIGN_OR_RETURN(fopts.channels, mapper::read_feature_channels(args.mapper));
+    PROXYKV_RETURN_IF_ERROR(registry.add("proxy", "target", args.mapper));
+    PROXYKV_ASSIGN_OR_RETURN(pair, registry.find("proxy", "target"));
+    fopts.scorer = sopts;
+    fopts.scorer.n_sink = 2;
+  }
   std::cout << "model: " << (args.model.empty() ? args.config + " (random weights)" : args.model) << ", "
             << spec.num_parameters() << " params, threads " << at::get_num_threads() << ", best of " << args.repeats
             << "\n";
   std::cout << std::left << std::setw(8) << "tokens" << std::setw(14) << "prefill s";
   for (const auto& m : args.methods) std::cout << std::setw(24) << ("prefill+" + m + " (x)");
+  if (pair) {
+    std::cout << std::setw(20) << "proxy features (x)" << std::setw(18) << "mapper (x)" << std::setw(24)
+              << "prefill+proxy path (x)";
+  }
   std::cout << "\n";
   for (int64_t T : args.lengths) {
     at::Tensor ids = at::randint(10, spec.vocab_size, {T}, at::TensorOptions().dtype(at::kLong));
     double best_prefill = 1e30;
     std::vector<double> best(args.methods.size(), 1e30);
+    double best_features = 1e30, best_mapper = 1e30, best_path = 1e30;
     for (int r = 0; r < args.repeats; ++r) {
       // Interleaved per repeat, so drift on a noisy machine hits every method alike.
       {
@@ -75,6 +104,22 @@ Status run_bench(const BenchScoringArgs& args) {
         PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, scorer->finish(*model, cache, ids));
         best[m] = std::min(best[m], std::chrono::duration<double>(Clock::now() - t0).count());
       }
+      if (pair) {
+        // Target prefill, then the proxy path on the same cores, one after the other.
+        KvCache cache = model->new_cache();
+        PrefillOptions opts;
+        opts.chunk_size = args.chunk;
+        auto t0 = Clock::now();
+        model->prefill(ids, cache, opts);
+        auto t1 = Clock::now();
+        PROXYKV_ASSIGN_OR_RETURN(proxy::ProxyFeatures f, proxy::extract_features(*proxy_model, ids, fopts));
+        auto t2 = Clock::now();
+        PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, mapper::map_features(*pair, f.features));
+        auto t3 = Clock::now();
+        best_features = std::min(best_features, std::chrono::duration<double>(t2 - t1).count());
+        best_mapper = std::min(best_mapper, std::chrono::duration<double>(t3 - t2).count());
+        best_path = std::min(best_path, std::chrono::duration<double>(t3 - t0).count());
+      }
     }
     std::cout << std::left << std::setw(8) << T << std::setw(14) << std::fixed << std::setprecision(4)
               << best_prefill;
@@ -86,6 +131,21 @@ Status run_bench(const BenchScoringArgs& args) {
       std::cout << std::setw(24) << cell.str();
       row[args.methods[m] + "_s"] = best[m];
       row[args.methods[m] + "_ratio"] = best[m] / best_prefill;
+    }
+    if (pair) {
+      auto cell = [&](double v, int width) {
+        std::ostringstream c;
+        c << std::fixed << std::setprecision(4) << v << " (" << std::setprecision(3) << v / best_prefill << "x)";
+        std::cout << std::setw(width) << c.str();
+      };
+      cell(best_features, 20);
+      cell(best_mapper, 18);
+      cell(best_path, 24);
+      row["proxy_features_s"] = best_features;
+      row["mapper_s"] = best_mapper;
+      row["prefill_proxy_path_s"] = best_path;
+      row["proxy_path_fraction_of_prefill"] = (best_features + best_mapper) / best_prefill;
+      row["mapper_fraction_of_prefill"] = best_mapper / best_prefill;
     }
     std::cout << "\n";
     std::cerr << "JSON " << row.dump() << "\n";
@@ -106,6 +166,8 @@ void register_bench_scoring(CLI::App& app) {
   cmd->add_option("--kvzip-chunk", args->kvzip_chunk);
   cmd->add_option("--chunk", args->chunk, "prefill chunk");
   cmd->add_option("--repeats", args->repeats, "runs per point (best is reported)");
+  cmd->add_option("--proxy", args->proxy, "proxy model directory: also time the proxy path (with --mapper)");
+  cmd->add_option("--mapper", args->mapper, "mapper checkpoint for the proxy and this target");
   args->runtime.add_to(cmd);
   cmd->callback([args] {
     Status s = run_bench(*args);
