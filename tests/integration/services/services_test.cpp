@@ -557,7 +557,11 @@ TEST(Services, MalformedFramesAndWrongVersionsGetErrorRepliesAndServiceGoesOn) {
   transport::Message health;
   health.envelope.set_correlation_id(7);
   health.envelope.mutable_health_request();
-  for (const std::string& endpoint : {s.proxy_at.control, s.mapper_at.control}) {
+  // The target's mask receiver is reachable from the network too (its reply_to, shown in /health).
+  const std::string mask_receiver =
+      get_json(s.target_url, "/health")["details"]["proxy_path"].value("reply_to", std::string());
+  ASSERT_EQ(mask_receiver.rfind("tcp://", 0), 0u) << mask_receiver;
+  for (const std::string& endpoint : {s.proxy_at.control, s.mapper_at.control, mask_receiver}) {
     SCOPED_TRACE(endpoint);
     zmq::multipart_t garbage;
     garbage.addstr("PKV1");
