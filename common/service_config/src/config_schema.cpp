@@ -326,20 +326,25 @@ LoadOutcome ConfigSchema::load(int argc, const char* const* argv, std::ostream& 
     apply_text(e, ConfigSource::kFlag, "flag " + flag_name(e.key), text);
   }
   // Validation of the effective values, naming where each came from.
+  std::vector<std::string> problems;
   for (auto& e : entries_) {
     if (!e->binding.validate) continue;
     const std::string error = e->binding.validate();
-    if (!error.empty()) throw ConfigError("key " + in_quotes(e->key) + " (from " + e->origin + "): " + error);
+    if (!error.empty()) problems.push_back("key " + in_quotes(e->key) + " (from " + e->origin + "): " + error);
   }
   for (const auto& check : checks_) {
     const std::string error = check();
-    if (!error.empty()) throw ConfigError("configuration of proxykv-" + service_ + ": " + error);
+    if (!error.empty()) problems.push_back("configuration of proxykv-" + service_ + ": " + error);
   }
 
   if (print_config) {
+    // Printed even when it would not start (e.g. a required key still empty): the output is the template of a
+    // config file; what is missing goes to stderr.
     out << to_json().dump(2) << '\n';
+    for (const auto& problem : problems) std::cerr << "proxykv-" << service_ << ": not startable yet: " << problem << "\n";
     return {true, 0};
   }
+  if (!problems.empty()) throw ConfigError(problems.front());
   return {};
 }
 

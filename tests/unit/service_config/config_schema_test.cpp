@@ -290,6 +290,23 @@ TEST(ConfigSchemaTest, BadFilesAndUnknownFlagsAreErrors) {
   EXPECT_NE(error.find("--thread"), std::string::npos) << error;
 }
 
+// --print-config is how a config file is started, so it prints even when the service could not start yet (here
+// a value out of range); without --print-config the same values are refused.
+TEST(ConfigSchemaTest, PrintConfigPrintsEvenWhenTheConfigWouldBeRefused) {
+  TestConfig cfg;
+  ConfigSchema schema("test");
+  declare(schema, cfg);
+  std::ostringstream out;
+  const LoadOutcome outcome = load(schema, {"--threads", "0", "--print-config"}, {}, &out);
+  EXPECT_TRUE(outcome.exit);
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(out.str())["threads"], 0);
+  TestConfig cfg2;
+  ConfigSchema schema2("test");
+  declare(schema2, cfg2);
+  EXPECT_NE(load_error(schema2, {"--threads", "0"}).find("threads"), std::string::npos);
+}
+
 TEST(ConfigSchemaTest, PrintConfigDumpsTheEffectiveConfigAsALoadableFile) {
   TestConfig cfg;
   ConfigSchema schema("test");
