@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxykv/model/decoder_lm.h"
 #include "proxykv/transport/compatibility.h"
 
 namespace proxykv::mapper {
@@ -25,6 +26,11 @@ Result<std::vector<std::string>> read_feature_channels(const std::string& dir) {
   return channels;
 }
 
+Status MapperRegistry::set_device(const std::string& device) {
+  PROXYKV_ASSIGN_OR_RETURN(device_, parse_device(device));
+  return Status::ok();
+}
+
 Status MapperRegistry::add(const std::string& proxy_model_id, const std::string& target_model_id,
                            const std::string& dir) {
   if (proxy_model_id.empty() || target_model_id.empty()) {
@@ -43,6 +49,7 @@ Status MapperRegistry::add(const std::string& proxy_model_id, const std::string&
   }
   auto pair = std::make_unique<MapperPair>();
   PROXYKV_ASSIGN_OR_RETURN(pair->loaded, load_mapper(dir, config.shape));
+  if (device_ != at::Device(at::kCPU)) pair->loaded.mapper->to(device_);
   pair->proxy_model_id = proxy_model_id;
   pair->target_model_id = target_model_id;
   pair->dir = dir;
@@ -104,12 +111,13 @@ Result<at::Tensor> map_features(const MapperPair& pair, const at::Tensor& featur
                                                  : std::string("?")) +
                             "] do not fit mapper " + pair.name() + " (" + s.to_string() + ")");
   }
-  at::Tensor x = features.to(at::kFloat).unsqueeze(0);
   HybridAxialMapper m = pair.loaded.mapper;
+  const at::Device device = m->parameters().empty() ? at::Device(at::kCPU) : m->parameters().front().device();
+  at::Tensor x = features.to(device, at::kFloat).unsqueeze(0);
   PROXYKV_RETURN_IF_ERROR(m->check_input(x));
   at::NoGradGuard no_grad;
   at::Tensor out = m->forward(x)[0];  // [Q, T]
-  return out.reshape({s.target_layers, s.target_kv_heads, features.size(2)});
+  return out.reshape({s.target_layers, s.target_kv_heads, features.size(2)}).to(at::kCPU);
 }
 
 }  // namespace proxykv::mapper

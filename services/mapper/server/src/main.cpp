@@ -47,7 +47,11 @@ int run(int argc, char** argv) {
       .add("data_plane_bind", &cfg.data_plane_bind, "zmq data plane bind endpoint")
       .add("advertise_host", &cfg.advertise_host, "host advertised for the zmq data plane (pod IP)")
       .add("mappers", &cfg.mappers, "checkpoints served, PROXY_ID:TARGET_ID=DIR (comma-separated)")
-      .add("device", &cfg.device, "cpu (cuda: not yet for the mapper)", sc::one_of({"cpu"}))
+      .add("device", &cfg.device, "cpu, cuda or cuda:N (where the mappers run)",
+           sc::Validator<std::string>([](const std::string& d) {
+             if (d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0) return std::string();
+             return "must be cpu, cuda or cuda:N; got \"" + d + "\"";
+           }))
       .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "mapping threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
@@ -59,6 +63,7 @@ int run(int argc, char** argv) {
   at::set_num_threads(static_cast<int>(cfg.threads));
 
   mapper::MapperRegistry registry;
+  throw_if_error(registry.set_device(cfg.device));
   for (const auto& spec : cfg.mappers) throw_if_error(registry.add_spec(spec));
   telemetry::Metrics metrics({"mapper", registry.empty() ? "" : registry.pair_names().front()});
 

@@ -33,6 +33,10 @@ struct MapperPair {
 
 class MapperRegistry {
  public:
+  // Where the mappers added from now on run: "cpu" (default), "cuda" or "cuda:N" (an unavailable device is an
+  // error naming it). map_features moves the features there and the scores back to the CPU.
+  Status set_device(const std::string& device);
+
   // Loads <dir> (mapper.json, mapper.safetensors, features.json) as the mapper of proxy -> target. A second
   // checkpoint for the same pair is refused (ALREADY: INVALID_ARGUMENT).
   Status add(const std::string& proxy_model_id, const std::string& target_model_id, const std::string& dir);
@@ -45,10 +49,11 @@ class MapperRegistry {
 
  private:
   std::vector<std::unique_ptr<MapperPair>> pairs_;
+  at::Device device_{at::kCPU};
 };
 
-// The mapper step: proxy features [C, P, T] (float) -> target scores [L_t, H_t, T]. Checks the shape against the
-// pair (INVALID_ARGUMENT naming both).
+// The mapper step: proxy features [C, P, T] (float, any device) -> target scores [L_t, H_t, T] on the CPU, computed
+// on the device the pair's mapper lives on. Checks the shape against the pair (INVALID_ARGUMENT naming both).
 Result<at::Tensor> map_features(const MapperPair& pair, const at::Tensor& features);
 
 }  // namespace proxykv::mapper
