@@ -17,4 +17,12 @@ Result<CurveSettings> load_curve_settings(const CurveFiles& files) {
   return s;
 }
 
+void apply_curve(const CurveSettings& curve, transport::ServerOptions& control, transport::DataPlaneOptions& plane,
+                 std::optional<transport::CurveClientConfig>& peer_curve) {
+  control.curve = curve.server;
+  plane.curve_server = curve.server;
+  plane.curve_client = curve.client;
+  peer_curve = curve.client;
+}
+
 }  // namespace proxykv::service

@@ -582,7 +582,7 @@ TEST(Services, MalformedFramesAndWrongVersionsGetErrorRepliesAndServiceGoesOn) {
     EXPECT_EQ(r->envelope.error_reply().code(), v1::ERROR_CODE_UNIMPLEMENTED);
     EXPECT_GE(r->envelope.error_reply().supported_protocol_versions_size(), 1);
 
-    // A ScoreRequest/ProxyFeatures whose tensor frame is missing, then a healthy call: still served.
+    // After the bad frames, a healthy call: still served.
     auto good = transport::encode(health);
     ASSERT_TRUE(good.is_ok());
     r = decoded(raw_call(ctx, endpoint, std::move(good).value()));

@@ -47,11 +47,7 @@ int run(int argc, char** argv) {
       .add("data_plane_bind", &cfg.data_plane_bind, "zmq data plane bind endpoint")
       .add("advertise_host", &cfg.advertise_host, "host advertised for the zmq data plane (pod IP)")
       .add("mappers", &cfg.mappers, "checkpoints served, PROXY_ID:TARGET_ID=DIR (comma-separated)")
-      .add("device", &cfg.device, "cpu, cuda or cuda:N (where the mappers run)",
-           sc::Validator<std::string>([](const std::string& d) {
-             if (d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0) return std::string();
-             return "must be cpu, cuda or cuda:N; got \"" + d + "\"";
-           }))
+      .add("device", &cfg.device, "cpu, cuda or cuda:N (where the mappers run)", sc::device_name())
       .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "mapping threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
@@ -77,12 +73,9 @@ int run(int argc, char** argv) {
   options.data_plane.fallback_to_zmq = cfg.fallback_to_zmq;
   options.workers = static_cast<int>(cfg.workers);
   options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
-  const service::CurveSettings curve =
-      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file}));
-  options.control.curve = curve.server;
-  options.data_plane.curve_server = curve.server;
-  options.data_plane.curve_client = curve.client;
-  options.peer_curve = curve.client;
+  service::apply_curve(
+      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file})),
+      options.control, options.data_plane, options.peer_curve);
   auto server = value_or_throw(mapper::MapperServer::start(context, options, registry, metrics));
   mapper::MapperServer* raw = server.get();
   telemetry::AdminServerOptions admin_options;

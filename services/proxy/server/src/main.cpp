@@ -93,12 +93,9 @@ int run(int argc, char** argv) {
     options.features.scorer.repeat_prompt_rest = {*repeat};
   }
   options.max_context_tokens = cfg.max_context_tokens;
-  const service::CurveSettings curve =
-      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file}));
-  options.control.curve = curve.server;
-  options.data_plane.curve_server = curve.server;
-  options.data_plane.curve_client = curve.client;
-  options.peer_curve = curve.client;
+  service::apply_curve(
+      value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file})),
+      options.control, options.data_plane, options.peer_curve);
   options.workers = static_cast<int>(cfg.workers);
   options.queue_capacity = static_cast<size_t>(cfg.queue_capacity);
 

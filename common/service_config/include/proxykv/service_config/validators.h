@@ -31,6 +31,14 @@ Validator<T> in_range(T lo, T hi) {
   };
 }
 
+// A LibTorch device name: "cpu", "cuda" or "cuda:N" (whether it exists is checked where the model loads).
+inline Validator<std::string> device_name() {
+  return [](const std::string& d) {
+    if (d == "cpu" || d == "cuda" || d.rfind("cuda:", 0) == 0) return std::string();
+    return "must be cpu, cuda or cuda:N; got \"" + d + "\"";
+  };
+}
+
 inline Validator<std::string> one_of(std::initializer_list<const char*> choices) {
   std::vector<std::string> allowed(choices.begin(), choices.end());
   return [allowed](const std::string& v) {

@@ -11,7 +11,9 @@
 #include <string>
 
 #include "proxykv/core/status.h"
+#include "proxykv/transport/control_server.h"
 #include "proxykv/transport/curve.h"
+#include "proxykv/transport/data_plane.h"
 
 namespace proxykv::service {
 
@@ -27,5 +29,10 @@ struct CurveSettings {
 
 // Reads and validates the keys (NOT_FOUND / INVALID_ARGUMENT naming the file).
 Result<CurveSettings> load_curve_settings(const CurveFiles& files);
+
+// Puts the settings on a server's sockets: its control ROUTER, both sides of its zmq data plane, and the DEALERs
+// it opens to peers (proxy and mapper servers have the same three places).
+void apply_curve(const CurveSettings& curve, transport::ServerOptions& control, transport::DataPlaneOptions& plane,
+                 std::optional<transport::CurveClientConfig>& peer_curve);
 
 }  // namespace proxykv::service
