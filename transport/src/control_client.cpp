@@ -37,6 +37,10 @@ Result<ControlClient::Sockets> ControlClient::open(zmq::context_t& context, cons
     PROXYKV_RETURN_IF_ERROR(apply_socket_options(socket, options.socket));
     // Queue requests only on connections that are up: a dead pod must not swallow the requests given to it.
     socket.set(zmq::sockopt::immediate, true);
+    // An IPv6 address (a resolved dual-stack Service) needs ZMQ_IPV6; with it IPv4 peers still work.
+    const bool v6 = std::any_of(endpoints.begin(), endpoints.end(),
+                                [](const std::string& e) { return e.rfind("tcp://[", 0) == 0; });
+    if (v6) socket.set(zmq::sockopt::ipv6, true);
     if (options.curve) PROXYKV_RETURN_IF_ERROR(apply_curve_client(socket, *options.curve));
     // The monitor pair is connected before any endpoint, so that no connection event is missed.
     const std::string monitor_endpoint = next_monitor_endpoint();
@@ -96,6 +100,7 @@ Status ControlClient::update_endpoints(const std::vector<std::string>& endpoints
     for (const std::string& endpoint : wanted) {
       if (current.count(endpoint) != 0) continue;
       try {
+        if (endpoint.rfind("tcp://[", 0) == 0) socket_.set(zmq::sockopt::ipv6, true);
         socket_.connect(endpoint);
       } catch (const zmq::error_t& e) {
         return invalid_argument("control client: cannot connect to '" + endpoint + "': " + e.what());

@@ -16,6 +16,7 @@
 #include "proxykv/service/replies.h"
 #include "proxykv/transport/control_client.h"
 #include "proxykv/transport/control_server.h"
+#include "proxykv/transport/endpoint_resolver.h"
 #include "proxykv/transport/error_reply.h"
 
 namespace proxykv::target {
@@ -259,6 +260,7 @@ struct RemoteMaskProvider::Impl {
 
   void send_loop() {
     std::unique_ptr<transport::ControlClient> client;
+    transport::EndpointResolver resolver(options.proxy_endpoints, options.dns_refresh);
     while (std::optional<Submit> next = submits.pop()) {
       std::shared_ptr<PendingState>& state = next->state;
       {
@@ -268,9 +270,13 @@ struct RemoteMaskProvider::Impl {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(state->deadline - Clock::now());
       if (left.count() <= 0) continue;
       Status s;
+      if (auto changed = resolver.refresh(); changed && client) {
+        s = client->update_endpoints(*changed);
+        if (!s.is_ok()) client.reset();  // reconnect below from the new list
+      }
       if (!client) {
         transport::ClientOptions co;
-        co.endpoints = options.proxy_endpoints;
+        co.endpoints = resolver.current();
         co.service_name = options.service_name;
         co.socket = options.socket;
         co.curve = options.client_curve;
@@ -323,9 +329,7 @@ class RemotePendingMask : public PendingMask {
 Result<std::shared_ptr<RemoteMaskProvider>> RemoteMaskProvider::start(zmq::context_t& context,
                                                                      RemoteMaskOptions options) {
   if (options.proxy_endpoints.empty()) return invalid_argument("no proxy endpoints");
-  for (const auto& e : options.proxy_endpoints) {
-    if (e.rfind("tcp://", 0) != 0) return invalid_argument("proxy endpoint '" + e + "' is not tcp://host:port");
-  }
+  for (const auto& e : options.proxy_endpoints) PROXYKV_RETURN_IF_ERROR(transport::parse_tcp_endpoint(e).status());
   if (options.max_pending_submits == 0) return invalid_argument("max_pending_submits must be >= 1");
   auto impl = std::make_shared<Impl>(context, std::move(options));
   transport::ServerOptions so;

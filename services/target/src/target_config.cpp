@@ -1,6 +1,7 @@
 #include "proxykv/target/target_config.h"
 
 #include "proxykv/service_config/validators.h"
+#include "proxykv/transport/endpoint_resolver.h"
 
 namespace proxykv::target {
 
@@ -39,8 +40,19 @@ void declare_target_config(sc::ConfigSchema& schema, TargetConfig& c) {
            sc::at_least<int64_t>(1))
       .add("mask_submit_timeout_ms", &c.mask_submit_timeout_ms, "how long the proxy may take to accept a request",
            sc::at_least<int64_t>(1))
+      .add("dns_refresh_ms", &c.dns_refresh_ms,
+           "how often host names in proxy_endpoints are re-resolved to all their addresses (0: once)",
+           sc::at_least<int64_t>(0))
       .add("curve_secret_key_file", &c.curve_secret_key_file, "Z85 secret key file: CURVE on this service's ROUTERs (empty: plain)")
       .add("curve_server_public_key_file", &c.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
+  schema.add_check([&c] {
+    for (const std::string& endpoint : c.proxy_endpoints) {
+      if (auto parsed = transport::parse_tcp_endpoint(endpoint); !parsed.is_ok()) {
+        return "proxy_endpoints: " + parsed.status().message();
+      }
+    }
+    return std::string();
+  });
   schema.add_check([&c] {
     if (c.threads <= c.max_in_flight) {
       return "threads (" + std::to_string(c.threads) + ") must exceed max_in_flight (" +
@@ -84,6 +96,7 @@ RemoteMaskOptions remote_mask_options(const TargetConfig& c) {
   o.mask_endpoint = c.mask_endpoint;
   o.advertise_host = c.mask_advertise_host;
   o.submit_timeout = std::chrono::milliseconds(c.mask_submit_timeout_ms);
+  o.dns_refresh = std::chrono::milliseconds(c.dns_refresh_ms);
   return o;
 }
 

@@ -448,12 +448,18 @@ TEST_P(ServicesTest, SameMaskAndAnswerAsInProcess) {
 INSTANTIATE_TEST_SUITE_P(DataPlanes, ServicesTest, ::testing::Values("zmq", "ucx"),
                          [](const auto& info) { return info.param; });
 
-// Blocks until the proxy reports a request in flight (it is stuck delivering to the frozen mapper).
-bool wait_proxy_busy(const Services& s) {
+// Blocks until the proxy reports a request in flight (it is stuck delivering to the frozen mapper) and the
+// target has received the proxy's Accepted for it (`accepted` ScoreRequests in all): the proxy counts the
+// request before its Accepted is on the wire, so killing it on the first sign alone races that reply.
+bool wait_proxy_busy(const Services& s, int accepted) {
   const auto until = std::chrono::steady_clock::now() + seconds(60);
   while (std::chrono::steady_clock::now() < until) {
     json h = get_json(s.proxy_at.admin, "/health");
-    if (h.is_object() && h.contains("details") && h["details"].value("in_flight", 0) >= 1) return true;
+    json t = get_json(s.target_url, "/health");
+    const bool busy = h.is_object() && h.contains("details") && h["details"].value("in_flight", 0) >= 1;
+    const bool acked = t.is_object() && t.contains("details") && t["details"].contains("proxy_path") &&
+                       t["details"]["proxy_path"].value("accepted", 0) >= accepted;
+    if (busy && acked) return true;
     std::this_thread::yield();
   }
   return false;
@@ -483,7 +489,7 @@ TEST(Services, KillingTheProxyMidRequestFallsBackAndARestartRecovers) {
 
   s.mapper->signal(SIGSTOP);
   auto pending = std::async(std::launch::async, [&] { return post(s.target_url, "/v1/contexts", context_request(context)); });
-  ASSERT_TRUE(wait_proxy_busy(s));
+  ASSERT_TRUE(wait_proxy_busy(s, 2));
   s.proxy->signal(SIGKILL);
   s.proxy->wait();
   s.mapper->signal(SIGCONT);
@@ -512,7 +518,7 @@ TEST(Services, KillingTheMapperMidRequestFallsBackAndARestartRecovers) {
 
   s.mapper->signal(SIGSTOP);
   auto pending = std::async(std::launch::async, [&] { return post(s.target_url, "/v1/contexts", context_request(context)); });
-  ASSERT_TRUE(wait_proxy_busy(s));
+  ASSERT_TRUE(wait_proxy_busy(s, 2));
   s.mapper->signal(SIGKILL);
   s.mapper->wait();
   HttpReply r = pending.get();

@@ -124,7 +124,9 @@ struct Pipeline {
   std::unique_ptr<proxy::ProxyServer> proxy_server;
   fs::path dir;
 
-  Pipeline(const std::string& plane, bool inline_features, const std::string& mapper_endpoint_override = "") {
+  // mapper_endpoints: what the proxy is configured with; "{mapper}" stands for the mapper's endpoint and
+  // "{port}" for its port (empty: just the mapper).
+  Pipeline(const std::string& plane, bool inline_features, std::vector<std::string> mapper_endpoints = {}) {
     dir = write_mapper(plane + (inline_features ? "-inline" : ""));
     EXPECT_TRUE(registry.add("p", "t", dir.string()).is_ok());
     mapper::MapperServerOptions mo;
@@ -137,8 +139,13 @@ struct Pipeline {
     proxy::ProxyServerOptions po;
     po.control.service_name = "proxy";
     po.data_plane = mo.data_plane;
-    po.mapper_endpoints = {mapper_endpoint_override.empty() ? mapper_server->control_endpoint()
-                                                            : mapper_endpoint_override};
+    const std::string live = mapper_server->control_endpoint();
+    if (mapper_endpoints.empty()) mapper_endpoints = {"{mapper}"};
+    for (std::string& e : mapper_endpoints) {
+      if (e == "{mapper}") e = live;
+      if (const size_t at = e.find("{port}"); at != std::string::npos) e.replace(at, 6, live.substr(live.rfind(':') + 1));
+    }
+    po.mapper_endpoints = mapper_endpoints;
     po.inline_features = inline_features;
     po.proxy_model_id = "p";
     po.features = feature_options();
@@ -279,7 +286,7 @@ TEST(Pipeline, MapperRefusalReachesReplyToAsErrorReply) {
 
 // The mapper pool is down: the proxy gives up at the request's deadline and tells reply_to.
 TEST(Pipeline, DeadMapperReachesReplyToAsErrorReply) {
-  Pipeline p("zmq", true, "tcp://127.0.0.1:1");
+  Pipeline p("zmq", true, {"tcp://127.0.0.1:1"});
   MaskReceiver receiver(p.ctx);
   auto r = score_request(random_ids(30), receiver.endpoint(), 0.3f);
   r.set_deadline_unix_ms(service::unix_ms_now() + 1500);
@@ -288,6 +295,21 @@ TEST(Pipeline, DeadMapperReachesReplyToAsErrorReply) {
   ASSERT_TRUE(got.has_value());
   ASSERT_TRUE(got->envelope.has_error_reply());
   EXPECT_EQ(got->envelope.error_reply().code(), v1::ERROR_CODE_UNAVAILABLE) << got->envelope.DebugString();
+}
+
+// A pool with an address where nothing listens (a pod that is gone) and the live mapper named by host name, as
+// a headless Service resolves: every request is served by the live one, none waits on the dead one.
+TEST(Pipeline, RequestsSkipAMapperThatIsDownAndReachOneNamedByHostName) {
+  Pipeline p("zmq", false, {"tcp://127.0.0.1:1", "tcp://localhost:{port}"});
+  for (int i = 0; i < 3; ++i) {  // round-robin starts at the dead address at least once
+    MaskReceiver receiver(p.ctx);
+    auto r = score_request(random_ids(30), receiver.endpoint(), 0.3f);
+    r.set_request_id("req-" + std::to_string(i));
+    ASSERT_TRUE(p.send(r, std::chrono::milliseconds(5000)).is_ok());
+    auto got = receiver.wait(std::chrono::seconds(60));
+    ASSERT_TRUE(got.has_value()) << "request " << i;
+    ASSERT_TRUE(got->envelope.has_prune_mask()) << "request " << i << ": " << got->envelope.DebugString();
+  }
 }
 
 }  // namespace

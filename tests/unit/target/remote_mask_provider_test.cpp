@@ -283,6 +283,25 @@ TEST(RemoteMaskProvider, AMaskAtReplyToFulfilsTheRequest) {
   EXPECT_EQ(provider->stats().masks, 1u);
 }
 
+// proxy_endpoints may name a host (a headless Service): the sender resolves it to its addresses and reaches the
+// proxy through them. "localhost" comes from /etc/hosts, so this stays on loopback.
+TEST(RemoteMaskProvider, ReachesAProxyNamedByHostName) {
+  zmq::context_t ctx(1);
+  auto keep = random_keep(kL, kH, kT, 11);
+  ScriptedProxy proxy(ctx, [&](const v1::ScoreRequest&) {
+    ScriptedProxy::Action a;
+    a.to_reply_to = mask_message("", keep, kT);
+    return a;
+  });
+  const std::string port = proxy.endpoint().substr(proxy.endpoint().rfind(':') + 1);
+  auto provider = provider_for(ctx, "tcp://localhost:" + port);
+  auto pending = provider->request(mask_request(milliseconds(20000)));
+  ASSERT_TRUE(pending);
+  MaskOutcome out = pending->wait();
+  ASSERT_TRUE(out.ok) << out.fallback_reason << ": " << out.detail;
+  EXPECT_EQ(proxy.requests().size(), 1u);
+}
+
 TEST(RemoteMaskProvider, ErrorRepliesNameTheStageThatFailed) {
   zmq::context_t ctx(1);
   struct Case {
@@ -389,6 +408,10 @@ TEST(RemoteMaskProvider, RefusesBadOptions) {
   EXPECT_FALSE(RemoteMaskProvider::start(ctx, o).is_ok());
   o.proxy_endpoints = {"proxy:5555"};
   EXPECT_FALSE(RemoteMaskProvider::start(ctx, o).is_ok());
+  o.proxy_endpoints = {"tcp://proxy"};  // no port
+  auto no_port = RemoteMaskProvider::start(ctx, o);
+  ASSERT_FALSE(no_port.is_ok());
+  EXPECT_NE(no_port.status().message().find("no :port"), std::string::npos) << no_port.status().message();
   o.proxy_endpoints = {"tcp://127.0.0.1:1"};
   o.mask_endpoint = "not an endpoint";
   EXPECT_FALSE(RemoteMaskProvider::start(ctx, o).is_ok());

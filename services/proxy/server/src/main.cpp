@@ -16,6 +16,7 @@
 #include "proxykv/service_config/validators.h"
 #include "proxykv/telemetry/admin_server.h"
 #include "proxykv/transport/codec.h"
+#include "proxykv/transport/endpoint_resolver.h"
 
 namespace {
 
@@ -37,6 +38,7 @@ struct ProxyServiceConfig {
   int64_t workers = 1;
   int64_t queue_capacity = 64;
   int64_t max_context_tokens = 65536;
+  int64_t dns_refresh_ms = 5000;
   std::string curve_secret_key_file;
   std::string curve_server_public_key_file;
 };
@@ -53,19 +55,30 @@ int run(int argc, char** argv) {
       .add("admin_host", &cfg.admin_host, "host of /health and /metrics")
       .add("admin_port", &cfg.admin_port, "port of /health and /metrics (0: free)", sc::in_range<int64_t>(0, 65535))
       .add("mapper_endpoints", &cfg.mapper_endpoints, "control endpoints of the mapper pool (comma-separated)")
+      .add("dns_refresh_ms", &cfg.dns_refresh_ms,
+           "how often host names in mapper_endpoints are re-resolved to all their addresses (0: once)",
+           sc::at_least<int64_t>(0))
       .add("data_plane", &cfg.data_plane, "feature data plane: zmq | ucx", sc::one_of({"zmq", "ucx"}))
       .add("data_plane_bind", &cfg.data_plane_bind, "zmq data plane bind endpoint")
       .add("inline_features", &cfg.inline_features, "send features as control-message frames, not on the data plane")
       .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start")
       .add("channels", &cfg.channels, "feature channels (must match the mapper checkpoint's features.json)")
       .add("kvzip_chunk", &cfg.kvzip_chunk, "KVzip reconstruction chunk of the proxy (tokens)", sc::at_least<int64_t>(16))
-      .add("device", &cfg.device, "cpu | cuda[:N]")
+      .add("device", &cfg.device, "cpu | cuda[:N]", sc::device_name())
       .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "scoring threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
       .add("max_context_tokens", &cfg.max_context_tokens, "longest context scored", sc::at_least<int64_t>(1))
       .add("curve_secret_key_file", &cfg.curve_secret_key_file, "Z85 secret key file: CURVE on this service's ROUTERs (empty: plain)")
       .add("curve_server_public_key_file", &cfg.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
+  schema.add_check([&cfg] {
+    for (const std::string& endpoint : cfg.mapper_endpoints) {
+      if (auto parsed = transport::parse_tcp_endpoint(endpoint); !parsed.is_ok()) {
+        return "mapper_endpoints: " + parsed.status().message();
+      }
+    }
+    return std::string();
+  });
   if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
   if (cfg.mapper_endpoints.empty()) throw ProxykvError(invalid_argument("mapper_endpoints is empty"));
   transport::route_protobuf_logs_to_spdlog();
@@ -83,6 +96,7 @@ int run(int argc, char** argv) {
   options.data_plane.bind_endpoint = cfg.data_plane_bind;
   options.data_plane.fallback_to_zmq = cfg.fallback_to_zmq;
   options.mapper_endpoints = cfg.mapper_endpoints;
+  options.dns_refresh = std::chrono::milliseconds(cfg.dns_refresh_ms);
   options.inline_features = cfg.inline_features;
   options.proxy_model_id = cfg.model_id;
   options.features.channels = cfg.channels;

@@ -1,5 +1,6 @@
 #include "proxykv/proxy_server/proxy_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include "proxykv/service/replies.h"
 #include "proxykv/service/wire_torch.h"
 #include "proxykv/transport/codec.h"
+#include "proxykv/transport/endpoint_resolver.h"
 #include "proxykv/transport/control_client.h"
 
 namespace proxykv::proxy {
@@ -116,9 +118,23 @@ struct ProxyServer::Impl {
     return service::accepted(identity, depth);
   }
 
-  Result<MapperPeer*> mapper_for_request(std::vector<MapperPeer>& peers, transport::Deadline deadline) {
-    MapperPeer& peer = peers[next_mapper++ % peers.size()];
-    if (!peer.client) {
+  // One peer per endpoint in `endpoints`: peers still listed keep their connection and handshake, new ones
+  // connect lazily, the others are closed.
+  static void reconcile_peers(std::vector<MapperPeer>& peers, const std::vector<std::string>& endpoints) {
+    std::vector<MapperPeer> next;
+    for (const std::string& endpoint : endpoints) {
+      auto kept = std::find_if(peers.begin(), peers.end(), [&](const MapperPeer& p) { return p.endpoint == endpoint; });
+      next.push_back(kept != peers.end() ? std::move(*kept) : MapperPeer{endpoint, nullptr, std::nullopt});
+    }
+    peers = std::move(next);
+  }
+
+  // Round-robin over the mappers whose connection is up; a pod that is gone (or an address of a name where
+  // nothing listens) is skipped rather than failing every n-th request. When none is up yet (just started,
+  // or after a reconnect) it waits for one, up to kConnectWait, then takes the round-robin one anyway.
+  Result<MapperPeer*> pick_mapper(std::vector<MapperPeer>& peers, transport::Deadline deadline) {
+    for (MapperPeer& peer : peers) {
+      if (peer.client) continue;
       transport::ClientOptions co;
       co.endpoints = {peer.endpoint};
       co.service_name = options.control.service_name;
@@ -126,6 +142,23 @@ struct ProxyServer::Impl {
       co.curve = options.peer_curve;
       PROXYKV_ASSIGN_OR_RETURN(peer.client, transport::ControlClient::connect(context, co));
     }
+    constexpr auto kConnectWait = std::chrono::milliseconds(2000);
+    constexpr auto kPollStep = std::chrono::milliseconds(20);
+    const uint64_t start = next_mapper++;
+    const transport::Deadline give_up = std::min(deadline, transport::Clock::now() + kConnectWait);
+    while (true) {
+      for (size_t i = 0; i < peers.size(); ++i) {
+        MapperPeer& peer = peers[(start + i) % peers.size()];
+        if (peer.client->connected_peers() > 0) return &peer;
+      }
+      if (transport::Clock::now() >= give_up) return &peers[start % peers.size()];
+      peers[start % peers.size()].client->wait_connected(1, std::min(give_up, transport::Clock::now() + kPollStep));
+    }
+  }
+
+  Result<MapperPeer*> mapper_for_request(std::vector<MapperPeer>& peers, transport::Deadline deadline) {
+    PROXYKV_ASSIGN_OR_RETURN(MapperPeer * chosen, pick_mapper(peers, deadline));
+    MapperPeer& peer = *chosen;
     if (!options.inline_features && !peer.data_plane) {
       const v1::DataPlaneEndpoint own = plane->local_endpoint();
       PROXYKV_ASSIGN_OR_RETURN(Message answer,
@@ -200,7 +233,7 @@ struct ProxyServer::Impl {
 
   void worker_loop() {
     std::vector<MapperPeer> peers;
-    for (const auto& e : options.mapper_endpoints) peers.push_back(MapperPeer{e, nullptr, std::nullopt});
+    transport::EndpointResolver resolver(options.mapper_endpoints, options.dns_refresh);
     transport::ClientOptions base;
     base.service_name = options.control.service_name;
     base.socket = options.control.socket;
@@ -210,6 +243,7 @@ struct ProxyServer::Impl {
       const v1::ScoreRequest& r = next->envelope.score_request();
       const transport::Deadline deadline =
           service::steady_deadline(r.deadline_unix_ms(), std::chrono::milliseconds(30000));
+      if (auto changed = resolver.refresh()) reconcile_peers(peers, *changed);
       Status s = [&]() -> Status {
         try {
           return score_one(*next, peers, deadline);

@@ -21,6 +21,9 @@ struct RemoteMaskOptions {
   std::string mask_endpoint = "tcp://127.0.0.1:0";
   std::string advertise_host;
   std::chrono::milliseconds submit_timeout{1000};  // waiting for the proxy's Accepted
+  // Host names in proxy_endpoints (a headless Service) are resolved to all their addresses, and again at most
+  // this often (before a submit); 0: once at the first submit (transport/endpoint_resolver.h).
+  std::chrono::milliseconds dns_refresh{5000};
   size_t max_pending_submits = 64;                 // ScoreRequests waiting for the sender; more fall back
   transport::SocketOptions socket;
   std::optional<transport::CurveServerConfig> server_curve;  // on the mask receiver (ROUTER)

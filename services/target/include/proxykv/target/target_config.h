@@ -39,6 +39,7 @@ struct TargetConfig {
   std::string mask_advertise_host;
   int64_t mask_deadline_ms = 5000;
   int64_t mask_submit_timeout_ms = 1000;
+  int64_t dns_refresh_ms = 5000;
   std::string curve_secret_key_file;         // CURVE on the mask receiver
   std::string curve_server_public_key_file;  // CURVE on the DEALER to the proxy pool
 };

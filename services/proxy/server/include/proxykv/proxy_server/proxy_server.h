@@ -7,6 +7,7 @@
 // falls back at once.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,9 @@ struct ProxyServerOptions {
   std::optional<transport::CurveClientConfig> peer_curve;
   transport::DataPlaneOptions data_plane;
   std::vector<std::string> mapper_endpoints;  // control endpoints of the mapper pool
+  // Host names in mapper_endpoints (a headless Service) become one peer per address, re-resolved at most this
+  // often (before a request); 0: once (transport/endpoint_resolver.h).
+  std::chrono::milliseconds dns_refresh{5000};
   bool inline_features = false;               // features as a control-message frame instead of the data plane
   std::string proxy_model_id;                 // what ScoreRequest.proxy_model_id must name (or leave empty)
   FeatureOptions features;                    // channels (must match the mapper's), KVzip chunk and repeat prompt
