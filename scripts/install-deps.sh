@@ -15,8 +15,17 @@ packages=(
   curl python3 gnuplot-nox
 )
 # The tokenizer parity test runs the reference JS tokenizer; node/npm from Debian only where none is present.
-command -v node >/dev/null 2>&1 || packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+# PROXYKV_DEPS=build: only what building needs (the container image's build stage: no tests, no demo tools).
+if [ "${PROXYKV_DEPS:-all}" = build ]; then
+  packages=(build-essential cmake ninja-build pkg-config
+            libtorch-dev libucx-dev libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler zlib1g-dev
+            prometheus-cpp-dev libspdlog-dev libfmt-dev libpcre2-dev libutf8proc-dev
+            nlohmann-json3-dev libcpp-httplib-dev libcli11-dev)
+else
+  packages+=(python3-yaml)  # tests/deploy/check_deploy.py reads the Kubernetes manifests
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -62,17 +62,13 @@ for b in proxykv proxykv-mapper proxykv-proxy proxykv-target; do
   [[ -x "$bin/$b" ]] || die "$bin/$b not found: build first (bash scripts/build.sh)"
 done
 # A tiny-family directory whose training has not finished holds only checkpoint/ (models/README.md): serve that
-# snapshot, with the family tokenizer, from build/demo-models/NAME.
+# snapshot, with the family tokenizer, from build/demo-models/NAME (scripts/stage-model.sh).
 serve_dir() {
   local dir="$1"
   if [[ -f "$dir/config.json" && -f "$dir/tokenizer.json" ]]; then echo "$dir"; return; fi
-  [[ -f "$dir/checkpoint/config.json" ]] || die "$dir is not a model directory (config.json, tokenizer.json)"
   local out
   out="build/demo-models/$(basename "$(cd "$dir" && pwd)")"
-  mkdir -p "$out"
-  cp "$dir/checkpoint/config.json" "$dir/checkpoint/model.safetensors" "$out/"
-  "$bin/proxykv" write-family-tokenizer --out "$out/tokenizer.json" >/dev/null 2>&1
-  echo "run-local.sh: $dir has no finished model; serving its training checkpoint from $out" >&2
+  bash scripts/stage-model.sh --bin "$bin" "$dir" "$out" >&2 || die "cannot serve $dir"
   echo "$out"
 }
 target_model="$(serve_dir "$target_model")"

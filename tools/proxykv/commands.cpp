@@ -25,6 +25,7 @@ void register_all(CLI::App& app) {
   register_make_tasks(app);
   register_write_family_tokenizer(app);
   register_init_model(app);
+  register_curve_keygen(app);
 }
 
 }  // namespace proxykv::cli

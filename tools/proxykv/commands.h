@@ -22,5 +22,6 @@ void register_train_mapper(CLI::App& app);
 void register_make_tasks(CLI::App& app);
 void register_write_family_tokenizer(CLI::App& app);
 void register_init_model(CLI::App& app);
+void register_curve_keygen(CLI::App& app);
 
 }  // namespace proxykv::cli
