@@ -19,7 +19,8 @@ Static (always):
   - the runtime image installs the Debian package of every shared library the binaries link (where dpkg is).
 Live (--live): starts the three services from the base ConfigMaps exactly as the pods would (ports set to 0 and
 hosts to loopback, model paths to the staged bundled models, a fresh CURVE keypair, the proxy pool named by host
-name) and checks that a proxykv request is served with the proxy's mask.
+name, an API key file) and checks that a request without the key gets 401, a proxykv request with it is served
+with the proxy's mask, and proxykv-loadgen with the key succeeds.
 Exit status 0 when all checks pass; every failure is printed.
 """
 import argparse
@@ -200,6 +201,10 @@ def check_set(name, docs, repo, bindir):
             for key in ("curve_secret_key_file", "curve_server_public_key_file"):
                 if effective.get(key):
                     check(os.path.dirname(effective[key]) == mounts.get("curve"), f"{where}: {key} outside the Secret")
+        if effective.get("api_key_file"):
+            check(volumes.get("api-keys", {}).get("secret", {}).get("secretName") == "proxykv-api-keys" and
+                  os.path.dirname(effective["api_key_file"]) == mounts.get("api-keys"),
+                  f"{where}: api_key_file is not in the mounted Secret proxykv-api-keys")
         configs[svc] = {"effective": effective, "ports": ports, "text": text, "env": env, "labels":
                         pod["metadata"]["labels"], "binary": binary}
 
@@ -384,9 +389,12 @@ class Procs:
                 check(False, f"live: {name} did not stop on SIGTERM within 30 s")
 
 
-def http(url, body=None, timeout=120):
+def http(url, body=None, timeout=120, api_key=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -416,11 +424,15 @@ def live(repo, bindir, configs):
                             str(repo / "models" / m), str(models / m)], check=True, capture_output=True)
         keys = tmp / "curve"
         subprocess.run([str(bindir / "proxykv"), "curve-keygen", "--out", str(keys)], check=True, capture_output=True)
+        api_key = "live-check-key-" + os.urandom(8).hex()
+        (tmp / "api-keys").mkdir()
+        (tmp / "api-keys" / "keys").write_text(f"# the live check's key\n{api_key}\n")
 
         def prepare(svc, rewrite):
             cfg = json.loads(configs[svc]["text"])
             cfg = json.loads(json.dumps(cfg).replace("/opt/proxykv/models", str(models))
-                             .replace("/etc/proxykv/curve", str(keys)))
+                             .replace("/etc/proxykv/curve", str(keys))
+                             .replace("/etc/proxykv/api-keys", str(tmp / "api-keys")))
             rewrite(cfg)
             path = tmp / f"{svc}.json"
             path.write_text(json.dumps(cfg))
@@ -458,12 +470,17 @@ def live(repo, bindir, configs):
                         "1", "--queries", "1", "--n", "1", "--seed", "5", "--out", str(tasks)], check=True,
                        capture_output=True)
         context = json.loads(tasks.read_text().splitlines()[0])["context"]
-        status, body = http(target + "/v1/contexts", {"model": json.loads(configs["target"]["text"])["model_name"],
-                                                      "context": context,
-                                                      "kv_compression": {"method": "proxykv", "keep_ratio": 0.3}})
+        request = {"model": json.loads(configs["target"]["text"])["model_name"], "context": context,
+                   "kv_compression": {"method": "proxykv", "keep_ratio": 0.3}}
+        check(http(target + "/v1/contexts", request)[0] == 401, "live: the base's API answered without an API key")
+        status, body = http(target + "/v1/contexts", request, api_key=api_key)
         check(status == 201 and body.get("method") == "proxykv",
               f"live: a proxykv context was not served with the proxy's mask: {status} {body} "
               f"(logs in {tmp})")
+        load = subprocess.run([str(bindir / "proxykv-loadgen"), "--url", target, "--tasks", str(tasks), "--requests",
+                               "2", "--concurrency", "1", "--max-tokens", "4"], capture_output=True, text=True,
+                              env=dict(os.environ, PROXYKV_API_KEY=api_key))
+        check(load.returncode == 0, f"live: proxykv-loadgen with the API key failed: {load.stdout[-500:]} {load.stderr[-500:]}")
         health = http(target + "/health")[1]
         check(health["details"]["proxy_path"]["masks"] >= 1, f"live: target /health counts no mask: {health}")
         metrics = urllib.request.urlopen(proxy["admin"] + "/metrics", timeout=10).read().decode()

@@ -49,6 +49,7 @@ struct Options {
   double keep_ratio = 0.25;
   int timeout_s = 600;
   std::string out;
+  std::string api_key;  // sent as Authorization: Bearer
 };
 
 struct Sample {
@@ -127,6 +128,7 @@ Sample run_one(const std::string& host, int port, const Options& o, const std::s
   req.method = "POST";
   req.path = "/v1/completions";
   req.headers = {{"Accept", "text/event-stream"}};
+  if (!o.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + o.api_key);
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
 
@@ -196,10 +198,12 @@ Sample run_one(const std::string& host, int port, const Options& o, const std::s
   return s;
 }
 
-std::string first_model(const std::string& host, int port) {
+std::string first_model(const std::string& host, int port, const std::string& api_key) {
   httplib::Client client(host, port);
   client.set_connection_timeout(10, 0);
+  if (!api_key.empty()) client.set_bearer_token_auth(api_key);
   auto res = client.Get("/v1/models");
+  if (res && res->status == 401) throw std::runtime_error("GET /v1/models: 401, the target needs --api-key");
   if (!res || res->status != 200) throw std::runtime_error("GET /v1/models failed: is the target up?");
   json j = json::parse(res->body, nullptr, false);
   if (!j.is_object() || !j.contains("data") || j["data"].empty()) throw std::runtime_error("no models served");
@@ -272,6 +276,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-s", o.timeout_s, "read timeout per request")->check(CLI::Range(1, 86400))
       ->capture_default_str();
   app.add_option("--out", o.out, "write the summary JSON here");
+  app.add_option("--api-key", o.api_key, "API key of a target with api_key_file")->envname("PROXYKV_API_KEY");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -279,7 +284,7 @@ int main(int argc, char** argv) {
     int port = 0;
     if (!parse_url(o.url, &host, &port)) throw std::runtime_error("--url must be http://host:port, got " + o.url);
     const std::vector<Prompt> prompts = read_prompts(o);
-    const std::string model = o.model.empty() ? first_model(host, port) : o.model;
+    const std::string model = o.model.empty() ? first_model(host, port, o.api_key) : o.model;
 
     std::vector<Sample> samples(static_cast<size_t>(o.requests));
     std::atomic<int> next{0};

@@ -71,6 +71,15 @@ int main(int argc, char** argv) {
   }
   telemetry::Metrics metrics({"target", (*engine)->model_name()});
   target::ApiServerOptions api_options = target::api_server_options(config);
+  if (!config.api_key_file.empty()) {
+    auto keys = target::load_api_keys(config.api_key_file);
+    if (!keys.is_ok()) {
+      log->critical("{}", keys.status().to_string());
+      return 1;
+    }
+    api_options.api_keys = std::move(keys).value();
+    log->info("API keys required on /v1/* ({} key(s) from {})", api_options.api_keys.size(), config.api_key_file);
+  }
   api_options.health_details = [provider, &config] {
     if (!provider) return nlohmann::json{{"proxy_path", nullptr}};
     const target::RemoteMaskStats s = provider->stats();

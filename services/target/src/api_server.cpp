@@ -1,8 +1,10 @@
 #include "proxykv/target/api_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -46,6 +48,13 @@ ApiError api_error(int status, std::string type, std::string code, std::string m
   e.code = std::move(code);
   e.message = std::move(message);
   return e;
+}
+
+// Equal without an early exit, so the time taken does not say how much of a key was right.
+bool same_secret(const std::string& given, const std::string& key) {
+  unsigned char diff = given.size() == key.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i % key.size()]);
+  return diff == 0;
 }
 
 // Engine statuses -> HTTP.
@@ -497,10 +506,31 @@ struct ApiServer::Impl {
     res.set_content(json{{"object", "list"}, {"data", json::array({model})}}.dump(), kJson);
   }
 
-  // Every route through here: no exception leaves a handler.
+  // True when no keys are configured or the request carries one of them as a bearer token.
+  bool authorized(const httplib::Request& req) const {
+    if (options.api_keys.empty()) return true;
+    const std::string header = req.get_header_value("Authorization");
+    const std::string scheme = "Bearer ";
+    if (header.size() <= scheme.size() || header.compare(0, scheme.size(), scheme) != 0) return false;
+    const std::string token = header.substr(scheme.size());
+    bool match = false;
+    for (const std::string& key : options.api_keys) match |= same_secret(token, key);  // no early exit either
+    return match;
+  }
+
+  // Every API route through here: authorization first, and no exception leaves a handler.
   httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> route) {
     return [this, route = std::move(route)](const httplib::Request& req, httplib::Response& res) {
       try {
+        if (!authorized(req)) {
+          log->debug("{} {}: refused, no valid API key", req.method, req.path);  // debug: a flood must not fill logs
+          res.set_header("WWW-Authenticate", "Bearer");
+          write_error(res, api_error(401, "invalid_request_error", "invalid_api_key",
+                                     req.has_header("Authorization")
+                                         ? "the API key is not valid"
+                                         : "this server needs an API key: Authorization: Bearer <key>"));
+          return;
+        }
         route(req, res);
       } catch (const std::exception& e) {
         log->error("{} {}: {}", req.method, req.path, e.what());
@@ -631,6 +661,26 @@ ContextCacheStats ApiServer::context_cache_stats() const {
 }
 int64_t ApiServer::in_flight() const {
   return impl_->in_flight.load();
+}
+
+Result<std::vector<std::string>> load_api_keys(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("API key file " + path + " cannot be read");
+  std::vector<std::string> keys;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const std::string key = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+    const bool printable = std::all_of(key.begin(), key.end(), [](char c) { return c > ' ' && c < 127; });
+    if (key.size() < 16 || !printable) {
+      return invalid_argument("API key file " + path + " line " + std::to_string(number) +
+                              ": a key is at least 16 printable ASCII characters without spaces");
+    }
+    keys.push_back(key);
+  }
+  if (keys.empty()) return invalid_argument("API key file " + path + " holds no key");
+  return keys;
 }
 
 }  // namespace proxykv::target

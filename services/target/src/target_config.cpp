@@ -26,6 +26,8 @@ void declare_target_config(sc::ConfigSchema& schema, TargetConfig& c) {
       .add("max_in_flight", &c.max_in_flight, "API requests served or queued at once; more get 429",
            sc::at_least<int64_t>(1))
       .add("max_body_bytes", &c.max_body_bytes, "largest request body; larger get 413", sc::at_least<int64_t>(1))
+      .add("api_key_file", &c.api_key_file,
+           "file of API keys, one per line: /v1/* then needs Authorization: Bearer KEY (empty: open)")
       .add("prefill_chunk", &c.prefill_chunk, "tokens per prefill forward chunk", sc::at_least<int64_t>(1))
       .add("kvzip_chunk", &c.kvzip_chunk, "KVzip reconstruction chunk, in tokens", sc::at_least<int64_t>(1))
       .add("log_level", &c.log_level, "trace, debug, info, warn, error, critical or off",

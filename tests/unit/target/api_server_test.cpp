@@ -1,10 +1,15 @@
 // The HTTP API in-process: a server on port 0 over a tiny random model, driven by httplib::Client.
 #include "proxykv/target/api_server.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -379,6 +384,64 @@ TEST(ApiServerLimits, RefusesInconsistentOptions) {
   so.http_threads = 4;
   so.port = 70000;
   EXPECT_EQ(ApiServer::start(*engine, metrics, so).status().code(), StatusCode::kInvalidArgument);
+}
+
+// With api_keys set, /v1/* needs one of them as a bearer token; probes and metrics stay open.
+TEST(ApiServerAuth, ApiRoutesNeedAKeyAndProbesDoNot) {
+  auto engine = testing::make_test_engine();
+  telemetry::Metrics metrics({"target", "tiny"});
+  ApiServerOptions so;
+  so.api_keys = {"first-key-0123456789", "second-key-0123456789"};
+  auto server = ApiServer::start(*engine, metrics, so);
+  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+  httplib::Client c("127.0.0.1", (*server)->port());
+  c.set_read_timeout(120, 0);
+  auto none = c.Get("/v1/models");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(json::parse(none->body)["error"]["code"], "invalid_api_key") << none->body;
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"Bearer second-key-0123456789", 200}, {"Bearer first-key-0123456789", 200},
+      {"Bearer first-key-012345678", 401},   {"Bearer first-key-01234567890", 401},
+      {"bearer first-key-0123456789", 401},  {"Basic Zmlyc3Q6a2V5", 401},
+      {"Bearer ", 401}};
+  for (const auto& [header, status] : cases) {
+    auto r = c.Get("/v1/models", {{"Authorization", header}});
+    ASSERT_TRUE(r) << header;
+    EXPECT_EQ(r->status, status) << header << ": " << r->body;
+  }
+  auto post = c.Post("/v1/completions", json{{"model", "tiny"}, {"prompt", "a"}}.dump(), "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 401) << "refused before the body is looked at";
+  for (const char* open : {"/health", "/health/live", "/metrics"}) {
+    auto r = c.Get(open);
+    ASSERT_TRUE(r) << open;
+    EXPECT_EQ(r->status, 200) << open;
+  }
+}
+
+TEST(ApiServerAuth, LoadApiKeysSkipsCommentsAndRefusesBadFiles) {
+  const auto dir = std::filesystem::temp_directory_path() / ("proxykv-keys-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream((dir / name).string()) << text;
+    return (dir / name).string();
+  };
+  auto keys = load_api_keys(write("good", "# team A\n  alpha-key-0123456789  \n\nbeta-key-0123456789\r\n"));
+  ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+  EXPECT_EQ(*keys, (std::vector<std::string>{"alpha-key-0123456789", "beta-key-0123456789"}));
+  for (const auto& [name, text, what] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"empty", "# nothing\n\n", "no key"},
+           {"short", "short\n", "line 1"},
+           {"spaces", "a key with spaces inside\n", "line 1"}}) {
+    auto bad = load_api_keys(write(name, text));
+    ASSERT_FALSE(bad.is_ok()) << name;
+    EXPECT_NE(bad.status().message().find(what), std::string::npos) << bad.status().message();
+    EXPECT_NE(bad.status().message().find(name), std::string::npos) << "names the file";
+  }
+  EXPECT_EQ(load_api_keys((dir / "missing").string()).status().code(), StatusCode::kNotFound);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -41,9 +42,17 @@ struct ApiServerOptions {
   int64_t max_body_bytes = 8 << 20;                // larger bodies get 413
   int64_t context_cache_bytes = int64_t{1} << 30;  // compressed contexts kept for /v1/contexts
   int retry_after_s = 1;
+  // When not empty, every /v1/* request must carry "Authorization: Bearer <one of these>" (401 otherwise);
+  // /health, /health/live and /metrics stay open for probes and Prometheus. See load_api_keys().
+  std::vector<std::string> api_keys;
   // Extra members of /health's "details" (e.g. the proxy path's state); called per probe, must be thread-safe.
   std::function<nlohmann::json()> health_details;
 };
+
+// The API keys of `path`: one per line; blank lines and lines starting with '#' are skipped; surrounding
+// whitespace is dropped. Errors (naming the file): unreadable, no key, a key shorter than 16 characters or with
+// characters outside printable ASCII.
+Result<std::vector<std::string>> load_api_keys(const std::string& path);
 
 class ApiServer {
  public:

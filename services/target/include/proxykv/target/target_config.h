@@ -28,6 +28,7 @@ struct TargetConfig {
   std::string fallback_method = "snapkv";
   int64_t max_in_flight = 4;
   int64_t max_body_bytes = 8 << 20;
+  std::string api_key_file;  // empty: the API is open
   int64_t prefill_chunk = 512;
   int64_t kvzip_chunk = 2048;
   std::string log_level = "info";
