@@ -23,5 +23,6 @@ void register_make_tasks(CLI::App& app);
 void register_write_family_tokenizer(CLI::App& app);
 void register_init_model(CLI::App& app);
 void register_curve_keygen(CLI::App& app);
+void register_eval_repeat(CLI::App& app);
 
 }  // namespace proxykv::cli
