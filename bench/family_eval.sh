@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# bench/family_eval.sh: every accuracy table of the family, methods and ProxyKV issues, from the final models,
+# in one run. Prints each table and keeps every results JSON under --out; bench/RESULTS.md quotes them with this
+# command. Long: on the 2-core CPU VM plan hours (a GPU: minutes, --device cuda); never part of CI.
+#
+#   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
+#                             [--n N] [--lengths L1,L2] [--device cpu|cuda] [--threads T]
+#
+# Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
+#   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
+#            the target's reconstruction accuracy (eval-repeat)                                   (issue 3)
+#   methods  every method x keep ratio on the target, two lengths, with kv_bytes, score_s and the plot (issue 4)
+#   mapper   retrains models/mapper on the final pair (training seeds 101.., validation seed 202..)    (issue 5)
+#   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time),
+#            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
+#   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
+# --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
+# Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
+# mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stages="family,methods,mapper,proxykv,cost"
+out="build/family-eval"
+n=16            # contexts per task family per file: 6 families, 1-4 queries each -> ~290 queries per length
+lengths="1024,2048"
+device="cpu"
+threads="${PROXYKV_THREADS:-0}"
+quick=0
+bin="build/bin"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --stages) stages="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --n) n="$2"; shift 2 ;;
+    --lengths) lengths="$2"; shift 2 ;;
+    --device) device="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "family_eval.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+train_len=1024
+mapper_epochs=""
+mapper_train_n=32
+if [[ $quick == 1 ]]; then
+  n=1; lengths="128,256"; train_len=128; mapper_epochs=1; mapper_train_n=2
+fi
+IFS=, read -r -a length_list <<<"$lengths"
+has() { [[ ",$stages," == *",$1,"* ]]; }
+run() { echo "+ $*" >&2; "$@"; }
+rt=(--device "$device" --threads "$threads")
+mkdir -p "$out"/{data,results,models}
+
+# The final models, or (while training) their checkpoints staged as servable directories.
+for m in target proxy; do
+  if [[ -f models/$m/model.safetensors ]]; then
+    ln -sfn "$(pwd)/models/$m" "$out/models/$m"
+  else
+    echo "family_eval.sh: models/$m has no final model; using its checkpoint (numbers are not the family's)" >&2
+    rm -f "$out/models/$m"
+    bash scripts/stage-model.sh --bin "$bin" "models/$m" "$out/models/$m"
+  fi
+done
+target="$out/models/target" proxy="$out/models/proxy"
+
+tasks() {  # tasks LENGTH SEED N FILE
+  [[ -f "$4" ]] || run "$bin/proxykv" make-tasks --task all --length "$1" --n "$3" --seed "$2" --out "$4" 2>/dev/null
+}
+
+if has family; then
+  files=()
+  for mult in 1 2 4; do
+    len=$((train_len * mult))
+    tasks "$len" $((7000 + mult)) "$n" "$out/data/heldout-$len.jsonl"
+    files+=("$out/data/heldout-$len.jsonl")
+  done
+  for m in target proxy; do
+    for f in "${files[@]}"; do
+      run "$bin/proxykv" eval --target "$out/models/$m" --data "$f" --methods full \
+        --out "$out/results/family-$m-$(basename "$f" .jsonl).json" "${rt[@]}"
+    done
+  done
+  run "$bin/proxykv" eval-repeat --model "$target" --data "${files[0]}" --out "$out/results/repeat-target.json" "${rt[@]}"
+  run "$bin/proxykv" eval-repeat --model "$proxy" --data "${files[0]}" --out "$out/results/repeat-proxy.json" "${rt[@]}"
+fi
+
+method_files=()
+for len in "${length_list[@]}"; do
+  tasks "$len" $((7100 + len)) "$n" "$out/data/methods-$len.jsonl"
+  method_files+=("$out/data/methods-$len.jsonl")
+done
+if has methods; then
+  for f in "${method_files[@]}"; do
+    run "$bin/proxykv" eval --target "$target" --data "$f" \
+      --methods full,kvzip,snapkv,streaming,h2o,laprox,knorm,random --ratios 0.1,0.2,0.3,0.5,0.7 --level global \
+      --out "$out/results/methods-$(basename "$f" .jsonl).json" --plot "$out/results/methods-$(basename "$f" .jsonl).png" \
+      "${rt[@]}"
+  done
+fi
+
+mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES: a train-mapper config from models/configs/mapper.json
+  python3 - "$1" "$2" "$3" "$out" "$mapper_epochs" <<'EOF'
+import ast, json, sys
+name, out_dir, overrides, root, epochs = sys.argv[1:6]
+c = json.load(open("models/configs/mapper.json"))
+c["train_data"], c["val_data"], c["out_dir"] = f"{root}/data/mapper-train", f"{root}/data/mapper-val", out_dir
+for key, value in ast.literal_eval(overrides).items():
+    section, _, field = key.partition(".")
+    (c.setdefault(section, {}).__setitem__(field, value) if field else c.__setitem__(section, value))
+if epochs:
+    c["train"]["epochs"] = int(epochs)
+path = f"{root}/mapper-{name}.json"
+json.dump(c, open(path, "w"), indent=1)
+print(path)
+EOF
+}
+
+if has mapper || has proxykv; then
+  channels="$(python3 -c 'import json;print(",".join(json.load(open("models/mapper/features.json"))["channels"]))')"
+  tasks "$train_len" 101 "$mapper_train_n" "$out/data/mapper-train.jsonl"
+  tasks "$train_len" 202 2 "$out/data/mapper-val.jsonl"
+  for s in train val; do
+    [[ -d "$out/data/mapper-$s" ]] || run "$bin/proxykv" make-mapper-data --proxy "$proxy" --target "$target" \
+      --data "$out/data/mapper-$s.jsonl" --out "$out/data/mapper-$s" --channels "$channels" "${rt[@]}"
+  done
+fi
+if has mapper; then
+  dest="models/mapper"
+  [[ $quick == 1 ]] && dest="$out/mapper-quick"
+  run "$bin/proxykv" train-mapper --config "$(mapper_config main "$dest" "{}")"
+fi
+
+main_mapper="models/mapper"
+[[ $quick == 1 ]] && main_mapper="$out/mapper-quick"
+if has proxykv; then
+  run "$bin/proxykv" calibrate-iam --data "$out/data/mapper-train" --out "$out/iam.json"
+  declare -A ablation=(
+    [proxykv_mse]="{'loss.binary_weight': 0, 'loss.intra_rank_weight': 0, 'loss.mass_rank_weight': 0, 'loss.cosine_weight': 0, 'loss.mse_value_weighted': False}"
+    [proxykv_linear]="{'mapper.variant': 'linear'}"
+    [no_binary]="{'loss.binary_weight': 0}"
+    [no_mse]="{'loss.mse_weight': 0}"
+    [no_intra_rank]="{'loss.intra_rank_weight': 0}"
+    [no_mass_rank]="{'loss.mass_rank_weight': 0}"
+    [no_cosine]="{'loss.cosine_weight': 0}"
+  )
+  specs="proxykv=$main_mapper"
+  for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
+    dir="$out/ablations/$name"
+    [[ -f "$dir/mapper.json" ]] || run "$bin/proxykv" train-mapper --config "$(mapper_config "$name" "$dir" "${ablation[$name]}")"
+    specs+=",$name=$dir"
+  done
+  methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv,proxykv_mse,proxykv_linear"
+  methods+=",no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
+  for f in "${method_files[@]}"; do
+    run "$bin/proxykv" eval --target "$target" --proxy "$proxy" --mapper "$specs" --iam "$out/iam.json" --data "$f" \
+      --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level global \
+      --out "$out/results/proxykv-$(basename "$f" .jsonl).json" --plot "$out/results/proxykv-$(basename "$f" .jsonl).png" \
+      "${rt[@]}"
+  done
+  # mean over rho of accuracy(method) / accuracy(kvzip), per file
+  python3 - "$out"/results/proxykv-*.json <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    rows = json.load(open(path))["summary"]
+    acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in rows}
+    ratios = sorted({k[1] for k in acc if k[0] == "kvzip"})
+    print(f"\n{path}: accuracy / kvzip accuracy, per ratio and mean over {ratios}")
+    for m in sorted({k[0] for k in acc if k[0] not in ("full", "kvzip")}):
+        per = [acc[(m, r)] / acc[("kvzip", r)] if acc.get(("kvzip", r)) else float("nan") for r in ratios]
+        print(f"  {m:16s} " + " ".join(f"{x:6.3f}" for x in per) + f"   mean {sum(per) / len(per):.3f}")
+EOF
+fi
+
+if has cost; then
+  cost_lengths="1024,2048,4096"
+  [[ $quick == 1 ]] && cost_lengths="128,256"
+  run "$bin/proxykv" bench-scoring --model "$target" --proxy "$proxy" --mapper "$main_mapper" \
+    --lengths "$cost_lengths" --methods snapkv,kvzip --repeats 3 "${rt[@]}" | tee "$out/results/cost.txt"
+fi
+echo "family_eval.sh: results in $out/results" >&2
