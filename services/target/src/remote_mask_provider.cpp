@@ -14,6 +14,7 @@
 #include "proxykv/service/bounded_queue.h"
 #include "proxykv/service/deadline.h"
 #include "proxykv/service/replies.h"
+#include "proxykv/service/version.h"
 #include "proxykv/transport/control_client.h"
 #include "proxykv/transport/control_server.h"
 #include "proxykv/transport/endpoint_resolver.h"
@@ -183,7 +184,7 @@ struct RemoteMaskProvider::Impl {
   Impl(zmq::context_t& ctx, RemoteMaskOptions o)
       : context(ctx), options(std::move(o)), submits(options.max_pending_submits) {
     identity.name = options.service_name;
-    identity.version = "0.1.0";
+    identity.version = service::version();
     std::random_device rd;
     char buf[32];
     std::snprintf(buf, sizeof buf, "tgt-%08x%08x-", rd(), rd());

@@ -16,6 +16,7 @@
 
 #include "proxykv/core/status.h"
 #include "proxykv/mapper/mapper_registry.h"
+#include "proxykv/service/version.h"
 #include "proxykv/telemetry/metrics.h"
 #include "proxykv/transport/control_server.h"
 #include "proxykv/transport/data_plane.h"
@@ -29,7 +30,7 @@ struct MapperServerOptions {
   transport::DataPlaneOptions data_plane;
   size_t queue_capacity = 64;  // accepted but not yet mapped; beyond it: RESOURCE_EXHAUSTED
   int workers = 1;
-  std::string service_version = "0.1.0";
+  std::string service_version = service::version();
 };
 
 struct MapperServerStats {

@@ -20,6 +20,7 @@
 #include "proxykv/core/status.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/proxy/proxy_features.h"
+#include "proxykv/service/version.h"
 #include "proxykv/telemetry/metrics.h"
 #include "proxykv/transport/control_server.h"
 #include "proxykv/transport/data_plane.h"
@@ -41,7 +42,7 @@ struct ProxyServerOptions {
   int64_t max_context_tokens = 65536;
   size_t queue_capacity = 64;
   int workers = 1;
-  std::string service_version = "0.1.0";
+  std::string service_version = service::version();
 };
 
 struct ProxyServerStats {
