@@ -9,6 +9,7 @@
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/tasks/vocabulary.h"
 #include "proxykv/tensor/torch_tensor.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv {
 namespace {
@@ -131,18 +132,14 @@ TEST(CliTokenize, EncodesAndDecodesWithTheFamilyTokenizer) {
 
 TEST(CliGenerate, GreedyTextFromASavedModel) {
   TempDir tmp;
-  ModelSpec spec;
-  spec.arch = Architecture::kLlama;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = 1;
-  spec.num_heads = 2;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 16;
-  spec.max_position_embeddings = 512;
-  spec.eos_token_id = tasks::kEosId;
-  auto model = DecoderLM::random_init(spec, 3, 0.3);
+  test_support::TinyModel m;
+  m.arch = Architecture::kLlama;
+  m.layers = 1;
+  m.heads = 2;
+  m.head_dim = 16;
+  m.max_positions = 512;
+  m.tied = false;
+  auto model = DecoderLM::random_init(m.spec(), 3, 0.3);
   ASSERT_TRUE(model.is_ok());
   const std::string dir = (tmp / "model").string();
   ASSERT_TRUE((*model)->save(dir).is_ok());

@@ -39,6 +39,7 @@
 #include "proxykv/tasks/vocabulary.h"
 #include "proxykv/transport/codec.h"
 #include "proxykv/transport/curve.h"
+#include "../../support/tiny_model.h"
 
 extern char** environ;
 
@@ -56,22 +57,10 @@ constexpr double kKeepRatio = 0.25;  // exact in float: the wire carries keep_ra
 // ---- models on disk ----
 
 void write_model(const fs::path& dir, int64_t layers, uint64_t seed) {
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = layers;
-  spec.num_heads = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 8192;
-  spec.tie_word_embeddings = true;
-  spec.eos_token_id = tasks::kEosId;
-  auto model = DecoderLM::random_init(spec, seed, 0.5);
-  throw_if_error(model.status());
-  throw_if_error((*model)->save(dir.string()));
+  test_support::TinyModel m;
+  m.layers = layers;
+  m.max_positions = 8192;
+  throw_if_error(m.init(seed)->save(dir.string()));
   throw_if_error(tasks::write_family_tokenizer((dir / "tokenizer.json").string()));
 }
 

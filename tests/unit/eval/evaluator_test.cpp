@@ -3,25 +3,18 @@
 #include <gtest/gtest.h>
 
 #include "proxykv/tasks/vocabulary.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv::eval {
 namespace {
 
 std::unique_ptr<DecoderLM> tiny_family_model() {
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = 1;
-  spec.num_heads = 2;
-  spec.num_kv_heads = 1;
-  spec.head_dim = 16;
-  spec.max_position_embeddings = 4096;
-  spec.tie_word_embeddings = true;
-  spec.eos_token_id = tasks::kEosId;
-  return std::move(DecoderLM::random_init(spec, 1, 0.5).value());
+  test_support::TinyModel m;
+  m.layers = 1;
+  m.heads = 2;
+  m.kv_heads = 1;
+  m.head_dim = 16;
+  return m.init(1);
 }
 
 Tokenizer family_tokenizer() {

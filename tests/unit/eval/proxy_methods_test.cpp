@@ -1,4 +1,5 @@
 #include "proxykv/eval/proxy_methods.h"
+#include "../../support/tiny_model.h"
 
 #include <filesystem>
 
@@ -36,17 +37,17 @@ TEST(IamMap, RoundTripAndWrongPairRefused) {
 }
 
 std::unique_ptr<DecoderLM> tiny(int64_t layers, uint64_t seed) {
-  ModelSpec spec;
-  spec.arch = Architecture::kLlama;
-  spec.vocab_size = 30;
-  spec.hidden_size = 16;
-  spec.intermediate_size = 32;
-  spec.num_layers = layers;
-  spec.num_heads = 2;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 512;
-  return std::move(DecoderLM::random_init(spec, seed, 0.5).value());
+  test_support::TinyModel m;
+  m.arch = Architecture::kLlama;
+  m.vocab = 30;
+  m.hidden = 16;
+  m.intermediate = 32;
+  m.layers = layers;
+  m.heads = 2;
+  m.max_positions = 512;
+  m.tied = false;
+  m.family_eos = false;
+  return m.init(seed);
 }
 
 TEST(ProxyDirect, BroadcastsProxyKvzipRowsByTheFixedRule) {

@@ -7,24 +7,15 @@
 #include <random>
 
 #include "proxykv/tasks/vocabulary.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv::eval {
 namespace {
 
 std::unique_ptr<DecoderLM> tiny_model(uint64_t seed) {
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = 2;
-  spec.num_heads = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 4096;
-  spec.tie_word_embeddings = true;
-  return std::move(DecoderLM::random_init(spec, seed, 0.5).value());
+  test_support::TinyModel m;
+  m.family_eos = false;
+  return m.init(seed);
 }
 
 PromptFormat family_format() {

@@ -1,4 +1,5 @@
 #include "proxykv/proxy/proxy_features.h"
+#include "../../support/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -6,18 +7,13 @@ namespace proxykv::proxy {
 namespace {
 
 std::unique_ptr<DecoderLM> tiny_proxy() {
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = 40;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 48;
-  spec.num_layers = 2;
-  spec.num_heads = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 1024;
-  return std::move(DecoderLM::random_init(spec, 5, 0.5).value());
+  test_support::TinyModel m;
+  m.vocab = 40;
+  m.intermediate = 48;
+  m.max_positions = 1024;
+  m.tied = false;
+  m.family_eos = false;
+  return m.init(5);
 }
 
 FeatureOptions options(std::vector<std::string> channels) {

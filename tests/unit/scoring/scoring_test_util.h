@@ -14,6 +14,7 @@
 
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/scoring/scorer.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv {
 // Readable test parameters.
@@ -26,19 +27,11 @@ namespace proxykv::scoring::testing {
 
 // Qwen3-style (q/k norms) or Llama-style (no norms: larger logits, peaked attention); 4 query heads over 2 KV heads.
 inline std::unique_ptr<DecoderLM> tiny_model(Architecture arch = Architecture::kQwen3, uint64_t seed = 3) {
-  ModelSpec spec;
-  spec.arch = arch;
-  spec.qk_norm = arch == Architecture::kQwen3;
-  spec.vocab_size = 50;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = 2;
-  spec.num_heads = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 4096;
-  spec.tie_word_embeddings = true;
-  return std::move(DecoderLM::random_init(spec, seed, 0.5).value());
+  test_support::TinyModel m;
+  m.arch = arch;
+  m.vocab = 50;
+  m.family_eos = false;
+  return m.init(seed);
 }
 
 inline at::Tensor random_prompt(int64_t length, int64_t vocab, uint64_t seed) {

@@ -14,6 +14,7 @@
 #include "proxykv/target/mask_provider.h"
 #include "proxykv/tasks/vocabulary.h"
 #include "target_test_util.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv::target {
 namespace testing {
@@ -23,22 +24,7 @@ std::string make_test_model_dir() {
   std::random_device rd;
   const fs::path dir =
       fs::temp_directory_path() / ("proxykv-target-test-" + std::to_string(rd()) + "-" + std::to_string(rd()));
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = 32;
-  spec.intermediate_size = 64;
-  spec.num_layers = 2;
-  spec.num_heads = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
-  spec.max_position_embeddings = 4096;
-  spec.tie_word_embeddings = true;
-  spec.eos_token_id = tasks::kEosId;
-  auto model = DecoderLM::random_init(spec, 11, 0.5);
-  if (!model.is_ok()) throw ProxykvError(model.status());
-  throw_if_error((*model)->save(dir.string()));
+  throw_if_error(test_support::TinyModel{}.init(11)->save(dir.string()));
   throw_if_error(tasks::write_family_tokenizer((dir / "tokenizer.json").string()));
   return dir.string();
 }

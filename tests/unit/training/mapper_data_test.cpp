@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "proxykv/tasks/vocabulary.h"
+#include "../../support/tiny_model.h"
 
 namespace proxykv::training {
 namespace {
@@ -12,19 +13,15 @@ namespace {
 namespace fs = std::filesystem;
 
 std::unique_ptr<DecoderLM> tiny(int64_t layers, int64_t hidden, uint64_t seed) {
-  ModelSpec spec;
-  spec.arch = Architecture::kQwen3;
-  spec.qk_norm = true;
-  spec.vocab_size = tasks::kFamilyVocabSize;
-  spec.hidden_size = hidden;
-  spec.intermediate_size = 2 * hidden;
-  spec.num_layers = layers;
-  spec.num_heads = 2;
-  spec.num_kv_heads = 2;
-  spec.head_dim = hidden / 2;
-  spec.max_position_embeddings = 2048;
-  spec.tie_word_embeddings = true;
-  return std::move(DecoderLM::random_init(spec, seed, 0.3).value());
+  test_support::TinyModel m;
+  m.hidden = hidden;
+  m.intermediate = 2 * hidden;
+  m.layers = layers;
+  m.heads = 2;
+  m.head_dim = hidden / 2;
+  m.max_positions = 2048;
+  m.family_eos = false;
+  return m.init(seed, 0.3);
 }
 
 TEST(MapperData, WritesShardsThatReadBackWithTheirShapes) {
