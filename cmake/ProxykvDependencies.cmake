@@ -42,5 +42,7 @@ find_package(ZLIB REQUIRED)
 # Telemetry (common/telemetry): prometheus-cpp core for the registry and text exposition (its pull Exposer is
 # not used: the admin endpoints are cpp-httplib, shared with the target's API server). Debian's cpp-httplib is
 # the compiled split build, found through pkg-config, whose flags carry its feature defines.
-find_package(prometheus-cpp CONFIG REQUIRED)
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+if(NOT PROXYKV_OFFLINE_TOOLS_ONLY)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+  pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+endif()
