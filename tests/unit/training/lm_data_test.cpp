@@ -1,5 +1,7 @@
 #include "proxykv/training/lm_data.h"
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "proxykv/tasks/vocabulary.h"
@@ -73,6 +75,38 @@ TEST(LmData, RecallWeightsOnlyQueriedValuesFully) {
     }
   }
   EXPECT_EQ(full_weight, 12);
+}
+
+// The "sentences" template: facts "k is v ." and queries "<q> k ? <a> v": the key two before the value in both.
+TEST(LmData, SentenceRecallPutsTheKeyTwoBeforeTheValue) {
+  std::mt19937_64 rng(9);
+  TrainingSequence s = sample_recall(rng, 8, 12, 0.1f, /*sentences=*/true);
+  ASSERT_EQ(s.tokens.size(), 1 + 8 * 4 + 1 + 12 * 5u);
+  const int32_t is = tasks::family_encode("is")[0], dot = tasks::family_encode(".")[0],
+                question_mark = tasks::family_encode("?")[0];
+  std::map<int32_t, int32_t> facts;
+  for (int f = 0; f < 8; ++f) {
+    const size_t at = 1 + 4 * f;
+    EXPECT_EQ(s.tokens[at + 1], is);
+    EXPECT_EQ(s.tokens[at + 3], dot);
+    facts[s.tokens[at]] = s.tokens[at + 2];
+  }
+  EXPECT_EQ(s.tokens[33], tasks::kSepId);
+  int full_weight = 0;
+  for (int q = 0; q < 12; ++q) {
+    const size_t at = 34 + 5 * q;
+    EXPECT_EQ(s.tokens[at], tasks::kQuestionId);
+    EXPECT_EQ(s.tokens[at + 2], question_mark);
+    EXPECT_EQ(s.tokens[at + 3], tasks::kAnswerId);
+    ASSERT_EQ(facts.count(s.tokens[at + 1]), 1u) << "query " << q << " asks for a key that is not a fact";
+    EXPECT_EQ(s.tokens[at + 4], facts[s.tokens[at + 1]]);
+    EXPECT_EQ(s.weights[at + 4], 1.f);
+  }
+  for (float w : s.weights) full_weight += w == 1.f ? 1 : 0;
+  EXPECT_EQ(full_weight, 12);
+  auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "x"}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("recall_template"), std::string::npos);
 }
 
 TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {

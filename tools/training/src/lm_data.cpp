@@ -86,7 +86,10 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
   return s;
 }
 
-TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight) {
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight, bool sentences) {
+  static const int32_t kIs = tasks::family_encode("is").at(0);
+  static const int32_t kDot = tasks::family_encode(".").at(0);
+  static const int32_t kQuestionMark = tasks::family_encode("?").at(0);
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
   std::vector<int32_t> keys, values;
@@ -98,12 +101,19 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
     keys.push_back(k);
     values.push_back(static_cast<int32_t>(tasks::kFirstValueId + uniform_below(rng, tasks::kNumValues)));
     push(s, k, other_weight);
+    if (sentences) push(s, kIs, other_weight);
     push(s, values.back(), other_weight);
+    if (sentences) push(s, kDot, other_weight);
   }
   push(s, tasks::kSepId, other_weight);
   for (int q = 0; q < queries; ++q) {
     const size_t i = uniform_below(rng, keys.size());  // with replacement: no "not asked yet" shortcut
+    if (sentences) push(s, tasks::kQuestionId, other_weight);
     push(s, keys[i], other_weight);
+    if (sentences) {
+      push(s, kQuestionMark, other_weight);
+      push(s, tasks::kAnswerId, other_weight);
+    }
     push(s, values[i], 1.f);
   }
   return s;
@@ -167,6 +177,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.induction_length = j.value("induction_length", p.induction_length);
     p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
     p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
+    const std::string recall_template = j.value("recall_template", std::string("adjacent"));
+    if (recall_template != "adjacent" && recall_template != "sentences") {
+      return invalid_argument(origin + ": recall_template must be \"adjacent\" or \"sentences\", got \"" +
+                              recall_template + "\"");
+    }
+    p.recall_sentences = recall_template == "sentences";
     p.context_min = j.value("context_min", p.context_min);
     p.context_max = j.value("context_max", p.context_max);
     p.tasks = j.value("tasks", std::vector<std::string>{});
@@ -202,7 +218,7 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   if (u < p.w_induction) return sample_induction(rng, p.induction_length);
   if (u < p.w_induction + p.w_recall) {
     const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
-    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f);
+    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences);
   }
   const std::string& task = pick_task(rng, p.tasks);
   const int64_t length = draw(rng, p.context_min, p.context_max);

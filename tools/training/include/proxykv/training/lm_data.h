@@ -31,7 +31,11 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length);
 
 // Dense multi-query recall: <bos> k v ... k v <sep> then queries k v drawn with replacement; loss on the
 // queried values (weight 1) and on everything else (weight `other_weight`).
-TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight);
+// With `sentences`, the task suite's shape instead: facts "k is v ." and queries "<q> k ? <a> v", so the key
+// stands two tokens before the value in both, as "... k216 is 5 ..." and "k216 ? <a> 5" do in the tasks: a
+// 2-layer model must match a key two back, not the adjacent one.
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight,
+                               bool sentences = false);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest.
@@ -55,6 +59,7 @@ struct PhaseMix {
   double w_induction = 0, w_recall = 0, w_task = 0, w_repeat = 0;
   int64_t induction_length = 128;
   int recall_facts_min = 2, recall_facts_max = 32;
+  bool recall_sentences = false;  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall)
   int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
   std::vector<std::string> tasks;                // empty: every family
   int qa_per_sequence = 4;
