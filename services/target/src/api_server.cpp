@@ -52,6 +52,7 @@ ApiError api_error(int status, std::string type, std::string code, std::string m
 
 // Equal without an early exit, so the time taken does not say how much of a key was right.
 bool same_secret(const std::string& given, const std::string& key) {
+  if (key.empty()) return false;  // (key.size() is a divisor below; load_api_keys never yields an empty key)
   unsigned char diff = given.size() == key.size() ? 0 : 1;
   for (size_t i = 0; i < given.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i % key.size()]);
   return diff == 0;
