@@ -45,6 +45,16 @@ struct TinyModel {
     if (family_eos) s.eos_token_id = tasks::kEosId;
     return s;
   }
+  // The proxy of the services and feature tests: vocabulary 40, untied, no eos.
+  static TinyModel services_proxy() {
+    TinyModel m;
+    m.vocab = 40;
+    m.intermediate = 48;
+    m.max_positions = 1024;
+    m.tied = false;
+    m.family_eos = false;
+    return m;
+  }
   // Random weights (normal, std `init_std`); throws on a bad shape, which is the test's bug.
   std::unique_ptr<DecoderLM> init(uint64_t seed, double init_std = 0.5) const {
     return value_or_throw(DecoderLM::random_init(spec(), seed, init_std));

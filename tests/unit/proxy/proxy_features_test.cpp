@@ -7,13 +7,7 @@ namespace proxykv::proxy {
 namespace {
 
 std::unique_ptr<DecoderLM> tiny_proxy() {
-  test_support::TinyModel m;
-  m.vocab = 40;
-  m.intermediate = 48;
-  m.max_positions = 1024;
-  m.tied = false;
-  m.family_eos = false;
-  return m.init(5);
+  return test_support::TinyModel::services_proxy().init(5);
 }
 
 FeatureOptions options(std::vector<std::string> channels) {
