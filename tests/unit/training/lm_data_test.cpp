@@ -109,6 +109,58 @@ TEST(LmData, SentenceRecallPutsTheKeyTwoBeforeTheValue) {
   EXPECT_NE(bad.status().message().find("recall_template"), std::string::npos);
 }
 
+// Digit runs: off by default (only keys and values), all digits at probability 1 (copies of digits included).
+TEST(LmData, InductionDigitRunsFollowTheirProbability) {
+  auto is_digit = [](int32_t t) { return t >= tasks::kFirstDigitId && t < tasks::kFirstDigitId + tasks::kNumDigits; };
+  std::mt19937_64 rng(21);
+  size_t digits_half = 0, total = 0;
+  for (int n = 0; n < 20; ++n) {
+    TrainingSequence off = sample_induction(rng, 128, 0.0);
+    TrainingSequence all = sample_induction(rng, 128, 1.0);
+    TrainingSequence half = sample_induction(rng, 128, 0.5);
+    for (size_t i = 1; i < 128; ++i) {
+      EXPECT_FALSE(is_digit(off.tokens[i]));
+      EXPECT_TRUE(is_digit(all.tokens[i])) << "sequence " << n << " position " << i;
+      digits_half += is_digit(half.tokens[i]) ? 1 : 0;
+      ++total;
+    }
+  }
+  EXPECT_GT(digits_half, total / 4);
+  EXPECT_LT(digits_half, total * 3 / 4);
+  // Off draws nothing extra: the same seed gives the sequence of the default call.
+  std::mt19937_64 a(3), b(3);
+  EXPECT_EQ(sample_induction(a, 128).tokens, sample_induction(b, 128, 0.0).tokens);
+}
+
+// Digit values: "k is d d d d ." facts, "<q> k ? <a> d d d d" queries, the four digits weight 1.
+TEST(LmData, SentenceRecallWithDigitValuesAnswersTheWholeNumber) {
+  std::mt19937_64 rng(17);
+  TrainingSequence s = sample_recall(rng, 6, 10, 0.1f, /*sentences=*/true, /*value_digits=*/4);
+  ASSERT_EQ(s.tokens.size(), 1 + 6 * 7 + 1 + 10 * 8u);
+  std::map<int32_t, std::vector<int32_t>> facts;
+  for (int f = 0; f < 6; ++f) {
+    const size_t at = 1 + 7 * f;
+    for (size_t d = 0; d < 4; ++d) {
+      EXPECT_GE(s.tokens[at + 2 + d], tasks::kFirstDigitId);
+      EXPECT_LT(s.tokens[at + 2 + d], tasks::kFirstDigitId + tasks::kNumDigits);
+    }
+    facts[s.tokens[at]] = std::vector<int32_t>(s.tokens.begin() + at + 2, s.tokens.begin() + at + 6);
+  }
+  int full_weight = 0;
+  for (int q = 0; q < 10; ++q) {
+    const size_t at = 44 + 8 * q;
+    ASSERT_EQ(facts.count(s.tokens[at + 1]), 1u);
+    EXPECT_EQ(std::vector<int32_t>(s.tokens.begin() + at + 4, s.tokens.begin() + at + 8), facts[s.tokens[at + 1]]);
+  }
+  for (float w : s.weights) full_weight += w == 1.f ? 1 : 0;
+  EXPECT_EQ(full_weight, 40);
+  for (const char* key : {"induction_digit_runs", "recall_value_digits"}) {
+    auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {key, -1}}, "cfg");
+    ASSERT_FALSE(bad.is_ok()) << key;
+    EXPECT_NE(bad.status().message().find(key), std::string::npos);
+  }
+}
+
 TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {
   std::mt19937_64 rng(11);
   auto s = sample_task(rng, "niah_multikey", 200, 4, 2, 0.1f);

@@ -29,6 +29,12 @@ int32_t random_key_or_value(std::mt19937_64& rng) {
   return static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys + tasks::kNumValues));
 }
 
+int32_t random_digit(std::mt19937_64& rng) {
+  return static_cast<int32_t>(tasks::kFirstDigitId + uniform_below(rng, tasks::kNumDigits));
+}
+
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53); }
+
 // Facts drawn for a training context: small enough to fit, varied enough to teach distractors.
 int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_tokens) {
   if (task == "niah_single") return 1;
@@ -62,7 +68,7 @@ const std::string& pick_task(std::mt19937_64& rng, const std::vector<std::string
 
 }  // namespace
 
-TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
+TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double digit_runs) {
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
   while (static_cast<int64_t>(s.tokens.size()) < length) {
@@ -77,7 +83,9 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
       }
     } else {
       const int64_t run = draw(rng, 1, 16);
-      for (int64_t i = 0; i < run; ++i) push(s, random_key_or_value(rng), 1.f);
+      // No draw when digit runs are off: the phases written before the option replay the same sequences.
+      const bool digits = digit_runs > 0 && uniform01(rng) < digit_runs;
+      for (int64_t i = 0; i < run; ++i) push(s, digits ? random_digit(rng) : random_key_or_value(rng), 1.f);
     }
   }
   s.tokens.resize(length);
@@ -86,23 +94,31 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length) {
   return s;
 }
 
-TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight, bool sentences) {
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight, bool sentences,
+                               int value_digits) {
   static const int32_t kIs = tasks::family_encode("is").at(0);
   static const int32_t kDot = tasks::family_encode(".").at(0);
   static const int32_t kQuestionMark = tasks::family_encode("?").at(0);
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
-  std::vector<int32_t> keys, values;
+  std::vector<int32_t> keys;
+  std::vector<std::vector<int32_t>> values;  // one value token, or value_digits digits
   for (int i = 0; i < facts; ++i) {
     int32_t k;
     do {
       k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
     } while (std::find(keys.begin(), keys.end(), k) != keys.end());
     keys.push_back(k);
-    values.push_back(static_cast<int32_t>(tasks::kFirstValueId + uniform_below(rng, tasks::kNumValues)));
+    std::vector<int32_t> value;
+    if (value_digits > 0) {
+      for (int d = 0; d < value_digits; ++d) value.push_back(random_digit(rng));
+    } else {
+      value.push_back(static_cast<int32_t>(tasks::kFirstValueId + uniform_below(rng, tasks::kNumValues)));
+    }
+    values.push_back(std::move(value));
     push(s, k, other_weight);
     if (sentences) push(s, kIs, other_weight);
-    push(s, values.back(), other_weight);
+    push_words(s, values.back(), other_weight);
     if (sentences) push(s, kDot, other_weight);
   }
   push(s, tasks::kSepId, other_weight);
@@ -114,7 +130,7 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
       push(s, kQuestionMark, other_weight);
       push(s, tasks::kAnswerId, other_weight);
     }
-    push(s, values[i], 1.f);
+    push_words(s, values[i], 1.f);
   }
   return s;
 }
@@ -175,6 +191,8 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.w_task = mix.value("tasks", 0.0);
     p.w_repeat = mix.value("repeat", 0.0);
     p.induction_length = j.value("induction_length", p.induction_length);
+    p.induction_digit_runs = j.value("induction_digit_runs", p.induction_digit_runs);
+    p.recall_value_digits = j.value("recall_value_digits", p.recall_value_digits);
     p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
     p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
     const std::string recall_template = j.value("recall_template", std::string("adjacent"));
@@ -203,6 +221,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "mix weights must be >= 0 with a positive sum");
   }
   if (p.context_min < 16 || p.context_max < p.context_min) return invalid_argument(where + "bad context_min/max");
+  if (p.induction_digit_runs < 0 || p.induction_digit_runs > 1) {
+    return invalid_argument(where + "induction_digit_runs must lie in [0, 1]");
+  }
+  if (p.recall_value_digits < 0 || p.recall_value_digits > 16) {
+    return invalid_argument(where + "recall_value_digits must lie in [0, 16] (0: one value token)");
+  }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");
   }
@@ -214,11 +238,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
 
 Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix& p) {
   const double total = p.w_induction + p.w_recall + p.w_task + p.w_repeat;
-  const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) * total;
-  if (u < p.w_induction) return sample_induction(rng, p.induction_length);
+  const double u = uniform01(rng) * total;
+  if (u < p.w_induction) return sample_induction(rng, p.induction_length, p.induction_digit_runs);
   if (u < p.w_induction + p.w_recall) {
     const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
-    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences);
+    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences,
+                         p.recall_value_digits);
   }
   const std::string& task = pick_task(rng, p.tasks);
   const int64_t length = draw(rng, p.context_min, p.context_max);

@@ -27,15 +27,19 @@ struct TrainingSequence {
 // Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
 // earlier span of 4-16 tokens from a random source, or a fresh run of 1-16 random key/value tokens.
 // Loss on every position. This is what made the induction circuit form on CPU (TASKS.md).
-TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length);
+// `digit_runs`: the probability that a fresh run is made of digits instead (0: never, and no draw for it). A
+// circuit pretrained on key/value tokens only copies those; the niah answers are digit strings.
+TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double digit_runs = 0.0);
 
 // Dense multi-query recall: <bos> k v ... k v <sep> then queries k v drawn with replacement; loss on the
 // queried values (weight 1) and on everything else (weight `other_weight`).
 // With `sentences`, the task suite's shape instead: facts "k is v ." and queries "<q> k ? <a> v", so the key
 // stands two tokens before the value in both, as "... k216 is 5 ..." and "k216 ? <a> 5" do in the tasks: a
 // 2-layer model must match a key two back, not the adjacent one.
+// With `value_digits` > 0, each value is that many random digits (as the niah numbers are), all of them weight 1
+// in the queries.
 TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight,
-                               bool sentences = false);
+                               bool sentences = false, int value_digits = 0);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest.
@@ -58,6 +62,8 @@ struct PhaseMix {
   double until_copy_loss = 0;
   double w_induction = 0, w_recall = 0, w_task = 0, w_repeat = 0;
   int64_t induction_length = 128;
+  double induction_digit_runs = 0;  // see sample_induction
+  int recall_value_digits = 0;      // see sample_recall
   int recall_facts_min = 2, recall_facts_max = 32;
   bool recall_sentences = false;  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall)
   int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
