@@ -63,9 +63,9 @@ struct PhaseMix {
   double w_induction = 0, w_recall = 0, w_task = 0, w_repeat = 0;
   int64_t induction_length = 128;
   double induction_digit_runs = 0;  // see sample_induction
-  int recall_value_digits = 0;      // see sample_recall
   int recall_facts_min = 2, recall_facts_max = 32;
   bool recall_sentences = false;  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall)
+  int recall_value_digits = 0;    // see sample_recall
   int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
   std::vector<std::string> tasks;                // empty: every family
   int qa_per_sequence = 4;
