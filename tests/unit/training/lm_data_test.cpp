@@ -1,5 +1,6 @@
 #include "proxykv/training/lm_data.h"
 
+#include <algorithm>
 #include <map>
 
 #include <gtest/gtest.h>
@@ -170,11 +171,44 @@ TEST(LmData, SentenceRecallWithDigitValuesAnswersTheWholeNumber) {
   }
   for (float w : s.weights) full_weight += w == 1.f ? 1 : 0;
   EXPECT_EQ(full_weight, 40);
-  for (const char* key : {"induction_digit_runs", "recall_value_digits"}) {
+  for (const char* key : {"induction_digit_runs", "recall_value_digits", "recall_digit_share"}) {
     auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {key, -1}}, "cfg");
     ASSERT_FALSE(bad.is_ok()) << key;
     EXPECT_NE(bad.status().message().find(key), std::string::npos);
   }
+}
+
+// recall_digit_share: each recall sequence takes digit values with that probability, else value tokens.
+TEST(LmData, RecallDigitShareMixesBothAnswerShapes) {
+  auto count_digit_sequences = [](double share) {
+    auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1},
+                                                    {"mix", {{"recall", 1.0}}},
+                                                    {"recall_template", "sentences"},
+                                                    {"recall_value_digits", 4},
+                                                    {"recall_digit_share", share}},
+                                     "cfg");
+    EXPECT_TRUE(phase.is_ok()) << phase.status().to_string();
+    std::mt19937_64 rng(23);
+    int digit_sequences = 0;
+    for (int n = 0; n < 400; ++n) {
+      auto s = sample_from_phase(rng, *phase);
+      EXPECT_TRUE(s.is_ok());
+      const bool digits = std::any_of(s->tokens.begin(), s->tokens.end(), [](int32_t t) {
+        return t >= tasks::kFirstDigitId && t < tasks::kFirstDigitId + tasks::kNumDigits;
+      });
+      const bool values = std::any_of(s->tokens.begin(), s->tokens.end(), [](int32_t t) {
+        return t >= tasks::kFirstValueId && t < tasks::kFirstValueId + tasks::kNumValues;
+      });
+      EXPECT_NE(digits, values);  // one shape per sequence
+      digit_sequences += digits;
+    }
+    return digit_sequences;
+  };
+  EXPECT_EQ(count_digit_sequences(1.0), 400);
+  EXPECT_EQ(count_digit_sequences(0.0), 0);
+  const int half = count_digit_sequences(0.5);
+  EXPECT_GT(half, 150);  // binomial(400, 0.5): 200 +- 10, so 150..250 holds far beyond 4 sigma
+  EXPECT_LT(half, 250);
 }
 
 TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {
@@ -189,6 +223,37 @@ TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {
   int full = 0;
   for (float w : s->weights) full += w == 1.f;
   EXPECT_EQ(full, 10);
+}
+
+// answer_separator: several answers of one query come out as "d d d d and d d d d ...", the same digits as
+// without it (same seed, same context), and the separator words carry the answers' full weight.
+TEST(LmData, AnswerSeparatorMarksWhereEachAnswerEnds) {
+  static const int32_t kAnd = tasks::family_encode("and").at(0);
+  auto answer_of = [](const TrainingSequence& s) {  // the tokens between the last <a> and the final <eos>
+    auto a = std::find(s.tokens.rbegin(), s.tokens.rend(), tasks::kAnswerId).base();
+    return std::vector<int32_t>(a, s.tokens.end() - 1);
+  };
+  std::mt19937_64 plain_rng(29), sep_rng(29);
+  auto plain = sample_task(plain_rng, "niah_multivalue", 200, 3, 1, 0.1f);
+  auto sep = sample_task(sep_rng, "niah_multivalue", 200, 3, 1, 0.1f, "and");
+  ASSERT_TRUE(plain.is_ok() && sep.is_ok());
+  const std::vector<int32_t> with = answer_of(*sep), without = answer_of(*plain);
+  ASSERT_EQ(with.size(), 3 * 4 + 2u);  // three numbers, two separators
+  std::vector<int32_t> stripped;
+  for (size_t i = 0; i < with.size(); ++i) {
+    if (i % 5 == 4) {
+      EXPECT_EQ(with[i], kAnd) << i;
+    } else {
+      stripped.push_back(with[i]);
+    }
+  }
+  EXPECT_EQ(stripped, without);
+  for (const char* bad : {"zebra", "and and"}) {
+    auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"answer_separator", bad}},
+                                     "cfg");
+    ASSERT_FALSE(phase.is_ok()) << bad;
+    EXPECT_NE(phase.status().message().find("answer_separator"), std::string::npos);
+  }
 }
 
 TEST(LmData, RepeatSequenceCopiesTheContext) {

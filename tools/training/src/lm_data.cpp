@@ -136,7 +136,7 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 }
 
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
-                                     int qa, float context_weight) {
+                                     int qa, float context_weight, const std::string& answer_separator) {
   PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
@@ -148,7 +148,8 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     push_words(s, tasks::family_encode(q.question), context_weight);
     push(s, tasks::kAnswerId, context_weight);
     std::string answer;
-    for (const auto& a : q.answers) answer += (answer.empty() ? "" : " ") + a;
+    const std::string between = answer_separator.empty() ? " " : " " + answer_separator + " ";
+    for (const auto& a : q.answers) answer += (answer.empty() ? "" : between) + a;
     push_words(s, tasks::family_encode(answer), 1.f);
     push(s, tasks::kEosId, 1.f);
   }
@@ -193,6 +194,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.induction_length = j.value("induction_length", p.induction_length);
     p.induction_digit_runs = j.value("induction_digit_runs", p.induction_digit_runs);
     p.recall_value_digits = j.value("recall_value_digits", p.recall_value_digits);
+    p.recall_digit_share = j.value("recall_digit_share", p.recall_digit_share);
     p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
     p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
     const std::string recall_template = j.value("recall_template", std::string("adjacent"));
@@ -207,6 +209,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.qa_per_sequence = j.value("qa_per_sequence", p.qa_per_sequence);
     p.context_weight = j.value("context_weight", p.context_weight);
     p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
+    p.answer_separator = j.value("answer_separator", p.answer_separator);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -227,8 +230,18 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   if (p.recall_value_digits < 0 || p.recall_value_digits > 16) {
     return invalid_argument(where + "recall_value_digits must lie in [0, 16] (0: one value token)");
   }
+  if (p.recall_digit_share < 0 || p.recall_digit_share > 1) {
+    return invalid_argument(where + "recall_digit_share must lie in [0, 1]");
+  }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");
+  }
+  if (!p.answer_separator.empty()) {
+    const std::vector<int32_t> ids = tasks::family_encode(p.answer_separator);
+    if (ids.size() != 1 || ids[0] == tasks::kUnkId) {
+      return invalid_argument(where + "answer_separator must be one word of the family vocabulary, got \"" +
+                              p.answer_separator + "\"");
+    }
   }
   for (const auto& t : p.tasks) {
     if (!tasks::is_task_family(t)) return invalid_argument(where + "unknown task '" + t + "'");
@@ -242,13 +255,15 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   if (u < p.w_induction) return sample_induction(rng, p.induction_length, p.induction_digit_runs);
   if (u < p.w_induction + p.w_recall) {
     const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
-    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences,
-                         p.recall_value_digits);
+    int digits = p.recall_value_digits;
+    if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;
+    return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences, digits);
   }
   const std::string& task = pick_task(rng, p.tasks);
   const int64_t length = draw(rng, p.context_min, p.context_max);
   if (u < p.w_induction + p.w_recall + p.w_task) {
-    return sample_task(rng, task, length, draw_facts(rng, task, length), p.qa_per_sequence, p.context_weight);
+    return sample_task(rng, task, length, draw_facts(rng, task, length), p.qa_per_sequence, p.context_weight,
+                       p.answer_separator);
   }
   return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
 }

@@ -42,9 +42,12 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
                                bool sentences = false, int value_digits = 0);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
-// <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest.
+// <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
+// answers (multivalue, multiquery, variable_tracking) has them joined by `answer_separator` (a word such as "and";
+// empty: by a space only). string_match_all ignores what lies between the answers, so the separator only gives
+// the model a marker where one answer ends and the next begins.
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
-                                     int qa, float context_weight);
+                                     int qa, float context_weight, const std::string& answer_separator = "");
 
 // Reconstruction: <bos> <ctx> context </ctx> <repeat> [last 8 words before the chunk] chunk, as KVzip's
 // chunked repeat prompt asks for; the chunk starts at a random word (0 half of the time). Loss 1 on the
@@ -66,11 +69,15 @@ struct PhaseMix {
   int recall_facts_min = 2, recall_facts_max = 32;
   bool recall_sentences = false;  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall)
   int recall_value_digits = 0;    // see sample_recall
+  // With recall_value_digits > 0: the probability that a recall sequence takes digit values (else one value
+  // token each), so one phase drills both answer shapes. 1 (default): every sequence; no random draw then.
+  double recall_digit_share = 1;
   int64_t context_min = 128, context_max = 512;  // task/repeat context lengths, drawn uniformly
   std::vector<std::string> tasks;                // empty: every family
   int qa_per_sequence = 4;
   float context_weight = 0.1f;
   int64_t repeat_chunk = 512;
+  std::string answer_separator;  // see sample_task; must be a family word
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };
