@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -163,6 +165,37 @@ TEST(CliGenerate, GreedyTextFromASavedModel) {
   r = run("generate --model " + (tmp / "nope").string() + " --prompt x");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("tokenizer.json"), std::string::npos) << r.output;
+}
+
+// --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
+TEST(CliTrainLm, LogAppendsTheProgressLines) {
+  TempDir tmp;
+  const std::string config = (tmp / "tiny.json").string();
+  {
+    std::ofstream out(config);
+    out << R"({"model": {"architectures": ["Qwen3ForCausalLM"], "vocab_size": )" << tasks::kFamilyVocabSize
+        << R"(, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 1,
+              "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 512},
+              "seed": 1, "out_dir": ")" << (tmp / "run").string() << R"(", "threads": 1, "log_every": 2,
+              "checkpoint_every": 0, "eval_every": 0,
+              "phases": [{"name": "tasks", "steps": 4, "batch": 2, "mix": {"tasks": 1.0},
+                          "context_min": 32, "context_max": 48, "qa_per_sequence": 1}]})";
+  }
+  const std::string log = (tmp / "train.log").string();
+  { std::ofstream(log) << "earlier line\n"; }
+  CommandResult r = run("train-lm --config " + config + " --log " + log);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 4/4 [tasks]"), std::string::npos) << r.output;
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind("earlier line\n--- ", 0), 0u) << text;  // appended, after the separator line
+  EXPECT_NE(text.find("train-lm --config " + config), std::string::npos) << text;
+  EXPECT_NE(text.find("step 2/4 [tasks]"), std::string::npos) << text;
+  EXPECT_NE(text.find("step 4/4 [tasks]"), std::string::npos) << text;
+
+  r = run("train-lm --config " + config + " --log " + (tmp / "no" / "such" / "dir.log").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("cannot open --log"), std::string::npos) << r.output;
 }
 
 }  // namespace
