@@ -3,21 +3,24 @@
 # "On a GPU"). Builds the offline CLI (PROXYKV_OFFLINE_TOOLS_ONLY) against that machine's CUDA LibTorch (its pip
 # torch) with the Debian packages carried in .device-debs/ (scripts/fetch-device-debs.sh), resumes both
 # trainings from models/*/checkpoint on the GPU side by side (configs as committed, "device" set to cuda), and
-# leaves everything in one tarball, $OUT/family.tar (models/{proxy,target} and the logs): unpack it here with
+# leaves everything in one tarball, $OUT/family.tar (models/<each model> with its train.log, and the runs' stdout): unpack it here with
 # `tar -xf .../family.tar` in the repository root.
 #   device run: command "bash scripts/device-train.sh", carry [".device-debs"], timeout_s 590
 #   options: --build-only (stop after the build), --train-seconds N (each training stops, with a checkpoint that
-#   the tarball keeps, after N s; default 330)
+#   the tarball keeps, after N s; default 330), --models "A B ..." (models/configs/A.json ...; default
+#   "target proxy proxy-v2"; each config's out_dir is models/A)
 # Status: the build path was dry-run on the CPU VM against Debian's LibTorch with the carried packages
 # (TORCH_CMAKE_PREFIX=/usr/lib/x86_64-linux-gnu/cmake/Torch ... --build-only); it has not run on a device yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_only=0
 train_seconds=330
+models="target proxy proxy-v2"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build-only) build_only=1; shift ;;
     --train-seconds) train_seconds="$2"; shift 2 ;;
+    --models) models="$2"; shift 2 ;;
     *) echo "device-train.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,7 +51,8 @@ log "built build-device/bin/proxykv in $(( $(date +%s) - t0 )) s"
 [[ $build_only == 1 ]] && exit 0
 
 pids=()
-for m in target proxy; do
+for m in $models; do
+  [[ -f "models/configs/$m.json" ]] || { log "no models/configs/$m.json"; exit 2; }
   python3 - "$m" <<'PY'
 import json, sys
 m = sys.argv[1]
@@ -57,11 +61,12 @@ c["device"] = "cuda"
 json.dump(c, open(f"/tmp/{m}-cuda.json", "w"), indent=1)
 PY
   timeout --signal=INT "$train_seconds" build-device/bin/proxykv train-lm --config "/tmp/$m-cuda.json" --resume \
-    > "$out/train-$m.out" 2>&1 &
+    --log "models/$m/train.log" > "$out/train-$m.out" 2>&1 &
   pids+=("$!")
 done
 for pid in "${pids[@]}"; do wait "$pid" || log "a training ended with status $? (124: stopped at --train-seconds)"; done
-for m in target proxy; do log "$m: $(tail -n 1 "$out/train-$m.out")"; done
-tar -cf "$out/family.tar" models/target models/proxy -C "$out" train-target.out train-proxy.out
-rm -f "$out/train-target.out" "$out/train-proxy.out"
+dirs=() outs=()
+for m in $models; do log "$m: $(tail -n 1 "$out/train-$m.out")"; dirs+=("models/$m"); outs+=("train-$m.out"); done
+tar -cf "$out/family.tar" "${dirs[@]}" -C "$out" "${outs[@]}"
+rm -f "${outs[@]/#/$out/}"
 log "family.tar: $(du -h "$out/family.tar" | cut -f1)"
