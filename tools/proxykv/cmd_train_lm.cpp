@@ -22,8 +22,8 @@ class TeeBuf : public std::streambuf {
  protected:
   int overflow(int c) override {
     if (c == traits_type::eof()) return traits_type::not_eof(c);
-    const bool ok = a_->sputc(static_cast<char>(c)) != traits_type::eof() &&
-                    b_->sputc(static_cast<char>(c)) != traits_type::eof();
+    const bool ok =
+        a_->sputc(static_cast<char>(c)) != traits_type::eof() && b_->sputc(static_cast<char>(c)) != traits_type::eof();
     return ok ? c : traits_type::eof();
   }
   std::streamsize xsputn(const char* s, std::streamsize n) override {

@@ -8,10 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include "../../support/tiny_model.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/tasks/vocabulary.h"
 #include "proxykv/tensor/torch_tensor.h"
-#include "../../support/tiny_model.h"
 
 namespace proxykv {
 namespace {
@@ -176,7 +176,8 @@ TEST(CliTrainLm, LogAppendsTheProgressLines) {
     out << R"({"model": {"architectures": ["Qwen3ForCausalLM"], "vocab_size": )" << tasks::kFamilyVocabSize
         << R"(, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 1,
               "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 512},
-              "seed": 1, "out_dir": ")" << (tmp / "run").string() << R"(", "threads": 1, "log_every": 2,
+              "seed": 1, "out_dir": ")"
+        << (tmp / "run").string() << R"(", "threads": 1, "log_every": 2,
               "checkpoint_every": 0, "eval_every": 0,
               "phases": [{"name": "tasks", "steps": 4, "batch": 2, "mix": {"tasks": 1.0},
                           "context_min": 32, "context_max": 48, "qa_per_sequence": 1}]})";

@@ -49,7 +49,8 @@ TEST(LmData, InductionCopiedFlagsMarkPredictableTokens) {
       if (!s.copied[i]) continue;
       flagged++;
       bool seen = false;
-      for (size_t j = 1; j + 1 < i && !seen; ++j) seen = s.tokens[j - 1] == s.tokens[i - 1] && s.tokens[j] == s.tokens[i];
+      for (size_t j = 1; j + 1 < i && !seen; ++j)
+        seen = s.tokens[j - 1] == s.tokens[i - 1] && s.tokens[j] == s.tokens[i];
       EXPECT_TRUE(seen) << "sequence " << n << " position " << i;
     }
   }
@@ -105,7 +106,8 @@ TEST(LmData, SentenceRecallPutsTheKeyTwoBeforeTheValue) {
   }
   for (float w : s.weights) full_weight += w == 1.f ? 1 : 0;
   EXPECT_EQ(full_weight, 12);
-  auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "x"}}, "cfg");
+  auto bad =
+      PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "x"}}, "cfg");
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("recall_template"), std::string::npos);
 }
@@ -249,8 +251,8 @@ TEST(LmData, AnswerSeparatorMarksWhereEachAnswerEnds) {
   }
   EXPECT_EQ(stripped, without);
   for (const char* bad : {"zebra", "and and"}) {
-    auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"answer_separator", bad}},
-                                     "cfg");
+    auto phase =
+        PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"answer_separator", bad}}, "cfg");
     ASSERT_FALSE(phase.is_ok()) << bad;
     EXPECT_NE(phase.status().message().find("answer_separator"), std::string::npos);
   }

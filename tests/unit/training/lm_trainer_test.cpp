@@ -109,11 +109,20 @@ TEST(TrainLm, ResumeContinuesExactly) {
 TEST(TrainLm, GatedPhaseEndsEarlyAndResumesInTheNextPhase) {
   const fs::path dir = temp_dir("gated");
   json j = tiny_config(dir.string(), 10);
-  j["phases"] = json::array({
-      {{"name", "induction"}, {"steps", 1000}, {"batch", 4}, {"mix", {{"induction", 1.0}}}, {"induction_length", 32},
-       {"until_copy_loss", 100.0}},  // any finite copy loss is below 100: ends at the first log point (step 10)
-      {{"name", "tasks"}, {"steps", 10}, {"batch", 4}, {"mix", {{"tasks", 1.0}}}, {"context_min", 32},
-       {"context_max", 48}, {"qa_per_sequence", 1}}});
+  j["phases"] = json::array(
+      {{{"name", "induction"},
+        {"steps", 1000},
+        {"batch", 4},
+        {"mix", {{"induction", 1.0}}},
+        {"induction_length", 32},
+        {"until_copy_loss", 100.0}},  // any finite copy loss is below 100: ends at the first log point (step 10)
+       {{"name", "tasks"},
+        {"steps", 10},
+        {"batch", 4},
+        {"mix", {{"tasks", 1.0}}},
+        {"context_min", 32},
+        {"context_max", 48},
+        {"qa_per_sequence", 1}}});
   auto config = TrainLmConfig::from_json(j, "gated");
   ASSERT_TRUE(config.is_ok()) << config.status().to_string();
   std::ostringstream progress;

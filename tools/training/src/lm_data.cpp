@@ -33,7 +33,9 @@ int32_t random_digit(std::mt19937_64& rng) {
   return static_cast<int32_t>(tasks::kFirstDigitId + uniform_below(rng, tasks::kNumDigits));
 }
 
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53); }
+double uniform01(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+}
 
 // Facts drawn for a training context: small enough to fit, varied enough to teach distractors.
 int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_tokens) {

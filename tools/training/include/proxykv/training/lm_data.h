@@ -38,8 +38,8 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double d
 // 2-layer model must match a key two back, not the adjacent one.
 // With `value_digits` > 0, each value is that many random digits (as the niah numbers are), all of them weight 1
 // in the queries.
-TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight,
-                               bool sentences = false, int value_digits = 0);
+TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight, bool sentences = false,
+                               int value_digits = 0);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
