@@ -77,8 +77,9 @@ void register_train_lm(CLI::App& app) {
         set_exit_code(1);
         return;
       }
-      log_file << "--- " << utc_now() << " train-lm --config " << args->config << (args->resume ? " --resume" : "")
-               << std::endl;
+      log_file << "--- " << utc_now() << " train-lm --config " << args->config << (args->resume ? " --resume" : "");
+      if (args->steps >= 0) log_file << " --stop-after " << args->steps;
+      log_file << std::endl;
     }
     TeeBuf tee(std::cout.rdbuf(), log_file.rdbuf());
     std::ostream tee_stream(&tee);

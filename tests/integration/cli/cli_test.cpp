@@ -184,13 +184,13 @@ TEST(CliTrainLm, LogAppendsTheProgressLines) {
   }
   const std::string log = (tmp / "train.log").string();
   { std::ofstream(log) << "earlier line\n"; }
-  CommandResult r = run("train-lm --config " + config + " --log " + log);
+  CommandResult r = run("train-lm --config " + config + " --log " + log + " --stop-after 4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("step 4/4 [tasks]"), std::string::npos) << r.output;
   std::ifstream in(log);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text.rfind("earlier line\n--- ", 0), 0u) << text;  // appended, after the separator line
-  EXPECT_NE(text.find("train-lm --config " + config), std::string::npos) << text;
+  EXPECT_NE(text.find("train-lm --config " + config + " --stop-after 4\n"), std::string::npos) << text;
   EXPECT_NE(text.find("step 2/4 [tasks]"), std::string::npos) << text;
   EXPECT_NE(text.find("step 4/4 [tasks]"), std::string::npos) << text;
 
