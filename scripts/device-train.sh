@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # device-train.sh: finishes the tiny family's training on a GPU machine lent by the device tool (docs/training.md
 # "On a GPU"). Builds the offline CLI (PROXYKV_OFFLINE_TOOLS_ONLY) against that machine's CUDA LibTorch (its pip
-# torch) with the Debian packages carried in .device-debs/ (scripts/fetch-device-debs.sh), resumes both
-# trainings from models/*/checkpoint on the GPU side by side (configs as committed, "device" set to cuda), and
+# torch) with the Debian packages carried in .device-debs/ (scripts/fetch-device-debs.sh), resumes the
+# trainings named by --models from models/*/checkpoint on the GPU side by side (configs as committed, "device" set to cuda), and
 # leaves everything in one tarball, $OUT/family.tar (models/<each model> with its train.log, and the runs' stdout): unpack it here with
 # `tar -xf .../family.tar` in the repository root.
 #   device run: command "bash scripts/device-train.sh", carry [".device-debs"], timeout_s 590
