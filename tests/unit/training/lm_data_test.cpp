@@ -258,6 +258,34 @@ TEST(LmData, AnswerSeparatorMarksWhereEachAnswerEnds) {
   }
 }
 
+TEST(LmData, FactsMaxCapsTheFactsOfTaskContexts) {
+  static const int32_t kMagic = tasks::family_encode("magic").at(0);
+  auto most_facts = [](int facts_max) {  // the largest fact count over many multivalue contexts of 1024 words
+    auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1},
+                                                    {"mix", {{"tasks", 1.0}}},
+                                                    {"tasks", {"niah_multivalue"}},
+                                                    {"context_min", 1024},
+                                                    {"context_max", 1024},
+                                                    {"facts_max", facts_max}},
+                                     "cfg");
+    EXPECT_TRUE(phase.is_ok());
+    std::mt19937_64 rng(31);
+    long most = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto s = sample_from_phase(rng, *phase);
+      EXPECT_TRUE(s.is_ok());
+      const auto end = std::find(s->tokens.begin(), s->tokens.end(), tasks::kCtxEndId);
+      most = std::max<long>(most, std::count(s->tokens.begin(), end, kMagic));
+    }
+    return most;
+  };
+  EXPECT_EQ(most_facts(4), 4);  // capped, and the cap is reached
+  EXPECT_GT(most_facts(0), 4);  // uncapped: up to 16 facts at 1024 words
+  auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"facts_max", -1}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("facts_max"), std::string::npos);
+}
+
 TEST(LmData, RepeatSequenceCopiesTheContext) {
   std::mt19937_64 rng(13);
   auto s = sample_repeat(rng, "kv_retrieval", 300, 1000, 0.1f);

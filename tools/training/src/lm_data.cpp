@@ -37,12 +37,23 @@ double uniform01(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
 }
 
-// Facts drawn for a training context: small enough to fit, varied enough to teach distractors.
-int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_tokens) {
+// Facts drawn for a training context: small enough to fit, varied enough to teach distractors. `facts_max` > 0
+// caps the draw (the bounds change, the number of draws does not).
+int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts_max = 0) {
+  const auto capped = [facts_max](int64_t lo, int64_t hi) {
+    return facts_max > 0 ? std::pair{std::min<int64_t>(lo, facts_max), std::min<int64_t>(hi, facts_max)}
+                         : std::pair{lo, hi};
+  };
   if (task == "niah_single") return 1;
-  if (task == "variable_tracking") return static_cast<int>(draw(rng, 1, std::min<int64_t>(4, context_tokens / 64 + 1)));
-  if (task == "kv_retrieval") return static_cast<int>(draw(rng, 2, std::clamp<int64_t>(context_tokens / 16, 2, 64)));
-  return static_cast<int>(draw(rng, 2, std::clamp<int64_t>(context_tokens / 32, 2, 16)));
+  std::pair<int64_t, int64_t> range;
+  if (task == "variable_tracking") {
+    range = capped(1, std::min<int64_t>(4, context_tokens / 64 + 1));
+  } else if (task == "kv_retrieval") {
+    range = capped(2, std::clamp<int64_t>(context_tokens / 16, 2, 64));
+  } else {
+    range = capped(2, std::clamp<int64_t>(context_tokens / 32, 2, 16));
+  }
+  return static_cast<int>(draw(rng, range.first, range.second));
 }
 
 Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
@@ -212,6 +223,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_weight = j.value("context_weight", p.context_weight);
     p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
     p.answer_separator = j.value("answer_separator", p.answer_separator);
+    p.facts_max = j.value("facts_max", p.facts_max);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -235,6 +247,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   if (p.recall_digit_share < 0 || p.recall_digit_share > 1) {
     return invalid_argument(where + "recall_digit_share must lie in [0, 1]");
   }
+  if (p.facts_max < 0) return invalid_argument(where + "facts_max must be >= 0 (0: no cap)");
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");
   }
@@ -264,8 +277,8 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   const std::string& task = pick_task(rng, p.tasks);
   const int64_t length = draw(rng, p.context_min, p.context_max);
   if (u < p.w_induction + p.w_recall + p.w_task) {
-    return sample_task(rng, task, length, draw_facts(rng, task, length), p.qa_per_sequence, p.context_weight,
-                       p.answer_separator);
+    return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
+                       p.context_weight, p.answer_separator);
   }
   return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
 }

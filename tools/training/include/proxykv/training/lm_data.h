@@ -78,6 +78,7 @@ struct PhaseMix {
   float context_weight = 0.1f;
   int64_t repeat_chunk = 512;
   std::string answer_separator;  // see sample_task; must be a family word
+  int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };
