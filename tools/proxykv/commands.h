@@ -24,5 +24,6 @@ void register_write_family_tokenizer(CLI::App& app);
 void register_init_model(CLI::App& app);
 void register_curve_keygen(CLI::App& app);
 void register_eval_repeat(CLI::App& app);
+void register_prune_model(CLI::App& app);
 
 }  // namespace proxykv::cli

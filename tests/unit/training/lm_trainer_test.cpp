@@ -76,6 +76,34 @@ TEST(TrainLm, LossGoesDownOnATinyRun) {
   fs::remove_all(dir);
 }
 
+// init_from starts a run from a trained model's weights (a pruned target, for the proxy); a model of another shape
+// is refused.
+TEST(TrainLm, InitFromStartsFromTheGivenWeights) {
+  const fs::path trained = temp_dir("init-src"), next = temp_dir("init-next");
+  std::ostringstream sink;
+  auto first = TrainLmConfig::from_json(tiny_config(trained.string(), 80), "first");
+  ASSERT_TRUE(first.is_ok());
+  auto done = train_lm(*first, false, sink);
+  ASSERT_TRUE(done.is_ok());
+  json cfg = tiny_config(next.string(), 3);
+  cfg["init_from"] = trained.string();
+  auto second = TrainLmConfig::from_json(cfg, "second");
+  ASSERT_TRUE(second.is_ok());
+  std::ostringstream progress;
+  auto cont = train_lm(*second, false, progress);
+  ASSERT_TRUE(cont.is_ok()) << cont.status().to_string();
+  EXPECT_NE(progress.str().find("initialised from"), std::string::npos);
+  EXPECT_LT(cont->losses[0], mean(done->losses, 70, 80) + 0.5);  // not the ~6.5 of a random init
+  cfg["model"]["hidden_size"] = 48;
+  auto other = TrainLmConfig::from_json(cfg, "other");
+  ASSERT_TRUE(other.is_ok());
+  auto refused = train_lm(*other, false, sink);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("init_from describes another model"), std::string::npos);
+  fs::remove_all(trained);
+  fs::remove_all(next);
+}
+
 TEST(TrainLm, ResumeContinuesExactly) {
   const fs::path a = temp_dir("straight"), b = temp_dir("resumed");
   std::ostringstream sink;

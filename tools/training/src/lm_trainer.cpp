@@ -160,6 +160,7 @@ Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string&
     c.threads = j.value("threads", c.threads);
     c.device = j.value("device", c.device);
     c.init_std = j.value("init_std", c.init_std);
+    c.init_from = j.value("init_from", c.init_from);
     const json opt = j.value("optimizer", json::object());
     c.lr = opt.value("lr", c.lr);
     if (opt.contains("betas")) {
@@ -279,6 +280,13 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
                                 "' early, but the config has no such gated phase");
       }
     }
+  } else if (!c.init_from.empty()) {
+    PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::load(c.init_from, load));
+    if (model->spec().to_json() != spec.to_json()) {
+      return invalid_argument(c.init_from + ": init_from describes another model than the config's \"model\": " +
+                              model->spec().to_json().dump() + " vs " + spec.to_json().dump());
+    }
+    progress << "initialised from " << c.init_from << "\n";
   } else {
     PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::random_init(spec, c.seed, c.init_std, load));
   }

@@ -22,6 +22,9 @@ struct TrainLmConfig {
   int threads = 1;  // one thread per training process is fastest on these CPUs (TASKS.md)
   std::string device = "cpu";
   double init_std = 0.02;
+  // A model directory (HF layout) whose weights start the run instead of a random init, e.g. one cut out of the
+  // target by prune-model. Its config must describe the same model as "model". Ignored when resuming.
+  std::string init_from;
   double lr = 2e-3, beta1 = 0.9, beta2 = 0.98, weight_decay = 0.1, clip = 1.0, min_lr_ratio = 0.1;
   int64_t warmup_steps = 100;
   std::vector<PhaseMix> phases;
