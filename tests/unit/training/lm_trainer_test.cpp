@@ -209,11 +209,14 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
 // The committed training configs load (so a phase option added or mistyped there fails here, not hours into a
 // run), and each writes to models/<its name>, which scripts/device-train.sh and stage-model.sh rely on.
 TEST(TrainLmConfig, CommittedConfigsLoad) {
-  for (const std::string name : {"proxy", "proxy-v2", "target"}) {
+  for (const std::string name : {"proxy", "proxy-v1", "proxy-v2", "target"}) {
     auto c = TrainLmConfig::from_file(std::string(PROXYKV_SOURCE_DIR) + "/models/configs/" + name + ".json");
     ASSERT_TRUE(c.is_ok()) << name << ": " << c.status().to_string();
     EXPECT_EQ(c->out_dir, "models/" + name);
     EXPECT_FALSE(c->phases.empty()) << name;
+    if (!c->init_from.empty()) {  // a committed starting point (the proxy's pruned target)
+      EXPECT_TRUE(fs::exists(fs::path(PROXYKV_SOURCE_DIR) / c->init_from / "model.safetensors")) << name;
+    }
   }
 }
 
