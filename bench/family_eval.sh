@@ -4,7 +4,7 @@
 # command. Long: on the 2-core CPU VM plan hours (a GPU: minutes, --device cuda); never part of CI.
 #
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
-#                             [--n N] [--lengths L1,L2] [--device cpu|cuda] [--threads T]
+#                             [--n N] [--lengths L1,L2] [--level global|layer|head] [--device cpu|cuda] [--threads T]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
@@ -14,6 +14,8 @@
 #   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time),
 #            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
+# --level: the selection level of the methods, proxykv and mapper stages (default global, KVzip's); the mapper's
+#   loss then ranks at that level too (loss.level; heads_per_layer from the target's config).
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
 # mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
@@ -24,6 +26,7 @@ stages="family,methods,mapper,proxykv,cost"
 out="build/family-eval"
 n=16            # contexts per task family per file: 6 families, 1-4 queries each -> ~290 queries per length
 lengths="1024,2048"
+level="global"
 device="cpu"
 threads="${PROXYKV_THREADS:-0}"
 quick=0
@@ -34,6 +37,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --n) n="$2"; shift 2 ;;
     --lengths) lengths="$2"; shift 2 ;;
+    --level) level="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
@@ -94,17 +98,21 @@ done
 if has methods; then
   for f in "${method_files[@]}"; do
     run "$bin/proxykv" eval --target "$target" --data "$f" \
-      --methods full,kvzip,snapkv,streaming,h2o,laprox,knorm,random --ratios 0.1,0.2,0.3,0.5,0.7 --level global \
+      --methods full,kvzip,snapkv,streaming,h2o,laprox,knorm,random --ratios 0.1,0.2,0.3,0.5,0.7 --level "$level" \
       --out "$out/results/methods-$(basename "$f" .jsonl).json" --plot "$out/results/methods-$(basename "$f" .jsonl).png" \
       "${rt[@]}"
   done
 fi
 
 mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES: a train-mapper config from models/configs/mapper.json
-  python3 - "$1" "$2" "$3" "$out" "$mapper_epochs" <<'EOF'
+  python3 - "$1" "$2" "$3" "$out" "$mapper_epochs" "$level" "$target/config.json" <<'EOF'
 import ast, json, sys
-name, out_dir, overrides, root, epochs = sys.argv[1:6]
+name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
+if level != "global":
+    c.setdefault("loss", {})["level"] = level
+    if level == "layer":
+        c["loss"]["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 c["train_data"], c["val_data"], c["out_dir"] = f"{root}/data/mapper-train", f"{root}/data/mapper-val", out_dir
 for key, value in ast.literal_eval(overrides).items():
     section, _, field = key.partition(".")
@@ -155,7 +163,7 @@ if has proxykv; then
   methods+=",no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
   for f in "${method_files[@]}"; do
     run "$bin/proxykv" eval --target "$target" --proxy "$proxy" --mapper "$specs" --iam "$out/iam.json" --data "$f" \
-      --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level global \
+      --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level "$level" \
       --out "$out/results/proxykv-$(basename "$f" .jsonl).json" --plot "$out/results/proxykv-$(basename "$f" .jsonl).png" \
       "${rt[@]}"
   done

@@ -312,7 +312,7 @@ std::vector<int64_t> DecoderLM::answer(const at::Tensor& question, KvCache& cach
   return out;
 }
 
-at::Tensor DecoderLM::forward_batch(const at::Tensor& ids) const {
+at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key_drop) const {
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t H = spec_.num_heads, Hkv = spec_.num_kv_heads, D = spec_.head_dim, G = spec_.group_size();
   const int64_t qd = spec_.q_dim(), kvd = spec_.kv_dim();
@@ -337,6 +337,10 @@ at::Tensor DecoderLM::forward_batch(const at::Tensor& ids) const {
     at::Tensor vv = v.transpose(1, 2).unsqueeze(2);
     at::Tensor scores = at::matmul(q, k.transpose(-1, -2)).to(at::kFloat) * scale;  // [B, Hkv, G, T, T]
     scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
+    if (key_drop.defined()) {
+      const at::Tensor drop = key_drop.size(0) == 1 ? key_drop[0] : key_drop[l];  // [B|1, Hkv|1, T|1, T]
+      scores = scores.masked_fill(drop.to(options_.device()).unsqueeze(2), -std::numeric_limits<float>::infinity());
+    }
     at::Tensor attn = at::matmul(at::softmax(scores, -1).to(vv.scalar_type()), vv);  // [B, Hkv, G, T, D]
     attn = attn.view({B, H, T, D}).transpose(1, 2).reshape({B, T, qd});
     x = x + (w.b_o.defined() ? at::linear(attn, w.w_o, w.b_o) : at::linear(attn, w.w_o));

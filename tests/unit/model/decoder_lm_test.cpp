@@ -81,6 +81,37 @@ TEST_P(GoldenParity, BatchForwardMatches) {
   EXPECT_LE(max_abs_diff(logits.detach(), golden_.at("logits")), kTol);
 }
 
+// The training path's key_drop (context dropout) computes what the serving path computes after real eviction:
+// the context prefilled, each (layer, KV head) compacted to its kept entries, then the question prefilled.
+TEST_P(GoldenParity, KeyDropMatchesAnEvictedCache) {
+  const int64_t ctx = 32, T = prompt().size(0);
+  const ModelSpec& s = model_->spec();
+  at::manual_seed(5);
+  at::Tensor dropped = at::rand({s.num_layers, s.num_kv_heads, ctx}) < 0.4;
+  dropped.narrow(2, 0, 2).fill_(false);  // sinks stay, as the scorers keep them
+  std::vector<std::vector<at::Tensor>> keep(static_cast<size_t>(s.num_layers));
+  for (int64_t l = 0; l < s.num_layers; ++l) {
+    for (int64_t h = 0; h < s.num_kv_heads; ++h) keep[l].push_back(at::nonzero(~dropped[l][h]).flatten());
+  }
+  KvCache cache = model_->new_cache();
+  model_->prefill(prompt().narrow(0, 0, ctx), cache);
+  ASSERT_TRUE(cache.compact(keep).is_ok());
+  PrefillOptions opts;
+  opts.all_logits = true;
+  const at::Tensor want = model_->prefill(prompt().narrow(0, ctx, T - ctx), cache, opts);
+
+  at::Tensor mask = at::zeros({s.num_layers, 1, s.num_kv_heads, T, T}, at::kBool);
+  mask.narrow(3, ctx, T - ctx).narrow(4, 0, ctx).copy_(dropped.unsqueeze(1).unsqueeze(3).expand({-1, 1, -1, T - ctx, -1}));
+  const at::Tensor got = model_->forward_batch(prompt().unsqueeze(0), mask).detach()[0].narrow(0, ctx, T - ctx);
+  EXPECT_LE(max_abs_diff(got, want), kTol);
+  // The mask matters, and rows before the drop are untouched.
+  const at::Tensor plain = model_->forward_batch(prompt().unsqueeze(0)).detach()[0];
+  EXPECT_GT(max_abs_diff(plain.narrow(0, ctx, T - ctx), want), 1e-3);
+  EXPECT_LE(max_abs_diff(plain.narrow(0, 0, ctx),
+                         model_->forward_batch(prompt().unsqueeze(0), mask).detach()[0].narrow(0, 0, ctx)),
+            1e-6);
+}
+
 TEST_P(GoldenParity, UncommittedPrefillLeavesCacheAsItWas) {
   KvCache cache = model_->new_cache();
   model_->prefill(prompt().narrow(0, 0, 40), cache);

@@ -104,6 +104,49 @@ TEST(TrainLm, InitFromStartsFromTheGivenWeights) {
   fs::remove_all(next);
 }
 
+TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
+  using tasks::family_encode;
+  auto row = [](const std::string& text) {
+    std::vector<int32_t> t{tasks::kBosId, tasks::kCtxId};
+    for (int32_t id : family_encode(text)) t.push_back(id);
+    return t;
+  };
+  // A task sequence (context, then a question) and a repeat-like one (no question after the context).
+  std::vector<int32_t> task = row("the sky is blue . the magic number for k001 is 5 0 6 9 . the sun is bright in the morning .");
+  const int64_t e = static_cast<int64_t>(task.size());
+  task.push_back(tasks::kCtxEndId);
+  task.push_back(tasks::kQuestionId);
+  for (int32_t id : family_encode("what is the magic number for k001 ?")) task.push_back(id);
+  task.push_back(tasks::kAnswerId);
+  std::vector<int32_t> other = row("the sky is blue . the sun is bright .");
+  other.push_back(tasks::kCtxEndId);
+  other.push_back(tasks::kRepeatId);
+  const int64_t T = static_cast<int64_t>(task.size());
+  auto is_fact = [](int32_t id) { return id >= tasks::kFirstDigitId; };
+
+  std::mt19937_64 rng(3);
+  at::Tensor ever = at::zeros({T}, at::kBool);
+  for (int trial = 0; trial < 50; ++trial) {
+    at::Tensor m = context_drop_mask({task, other}, T, 2, 2, 1.0, 1.0, rng);
+    if (!m.defined()) continue;
+    ASSERT_EQ(m.sizes(), (at::IntArrayRef{2, 2, 2, T, T}));
+    EXPECT_FALSE(m.select(1, 1).any().item<bool>());                // no question after the context: untouched
+    EXPECT_FALSE(m.select(1, 0).narrow(2, 0, e + 1).any().item<bool>());  // the context's own rows see everything
+    const at::Tensor cols = m.select(1, 0).narrow(2, e + 1, T - e - 1).any(2).any(0).any(0);  // [T]
+    for (int64_t j = 0; j < T; ++j) {
+      if (!cols[j].item<bool>()) continue;
+      ever[j] = true;
+      EXPECT_TRUE(j >= 2 && j < e) << j;  // sinks, </ctx> and the question are never dropped
+      EXPECT_FALSE(is_fact(task[j]) || is_fact(task[j - 1]) || is_fact(task[j + 1])) << j;
+    }
+    // Every row after the context sees the same thinned context (an evicted entry is gone for all of them).
+    EXPECT_TRUE(at::equal(m.select(1, 0).select(2, e + 1), m.select(1, 0).select(2, T - 1)));
+  }
+  EXPECT_GT(ever.sum().item<int64_t>(), 10);  // the filler does get dropped
+  std::mt19937_64 rng2(3);
+  EXPECT_FALSE(context_drop_mask({task}, T, 2, 2, 0.0, 1.0, rng2).defined());  // share 0: off
+}
+
 TEST(TrainLm, ResumeContinuesExactly) {
   const fs::path a = temp_dir("straight"), b = temp_dir("resumed");
   std::ostringstream sink;

@@ -224,6 +224,8 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
     p.answer_separator = j.value("answer_separator", p.answer_separator);
     p.facts_max = j.value("facts_max", p.facts_max);
+    p.context_drop_share = j.value("context_drop_share", p.context_drop_share);
+    p.context_drop_max = j.value("context_drop_max", p.context_drop_max);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -248,6 +250,9 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "recall_digit_share must lie in [0, 1]");
   }
   if (p.facts_max < 0) return invalid_argument(where + "facts_max must be >= 0 (0: no cap)");
+  if (p.context_drop_share < 0 || p.context_drop_share > 1 || p.context_drop_max < 0 || p.context_drop_max > 1) {
+    return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
+  }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");
   }

@@ -1,5 +1,6 @@
 #include "proxykv/training/lm_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -72,10 +73,11 @@ double lr_at(const TrainLmConfig& c, const Schedule& schedule, int64_t step) {
 
 struct Batch {
   at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)
+  at::Tensor key_drop;                          // forward_batch's context dropout mask, or undefined
   int64_t tokens = 0;
 };
 
-Result<Batch> make_batch(const TrainLmConfig& c, int64_t step, const PhaseMix& phase) {
+Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t step, const PhaseMix& phase) {
   std::mt19937_64 rng(c.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull + 1);
   std::vector<TrainingSequence> seqs;
   size_t max_len = 2;
@@ -104,6 +106,14 @@ Result<Batch> make_batch(const TrainLmConfig& c, int64_t step, const PhaseMix& p
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
+  if (phase.context_drop_share > 0) {
+    // Its own stream, so that turning it on leaves the sampled data of every step as it was.
+    std::mt19937_64 drop_rng(c.seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(step) * 0x94D049BB133111EBull + 7);
+    std::vector<std::vector<int32_t>> rows;
+    for (const auto& s : seqs) rows.push_back(s.tokens);
+    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop_share,
+                                       phase.context_drop_max, drop_rng);
+  }
   return batch;
 }
 
@@ -150,6 +160,39 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
 }
 
 }  // namespace
+
+at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
+                             int64_t kv_heads, double share, double max_rate, std::mt19937_64& rng) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  at::Tensor cols = at::zeros({layers, B, kv_heads, 1, T}, at::kBool);  // dropped entries
+  at::Tensor after = at::zeros({1, B, 1, T, 1}, at::kBool);             // the queries that see them dropped
+  auto col = cols.accessor<bool, 5>();
+  auto row = after.accessor<bool, 5>();
+  bool any = false;
+  auto is_fact = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFamilyVocabSize; };
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
+    const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
+    if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
+    const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+    if (u >= share) continue;
+    const double rate = max_rate * static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+    const int64_t e = end - t.begin();
+    for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
+    for (int64_t j = 2; j < std::min<int64_t>(e, T); ++j) {
+      const bool droppable = !is_fact(t[j]) && !is_fact(t[j - 1]) && (j + 1 >= e || !is_fact(t[j + 1]));
+      for (int64_t l = 0; l < layers; ++l) {
+        for (int64_t h = 0; h < kv_heads; ++h) {
+          // Drawn for every entry, droppable or not, from the raw bits (no std distribution: same on every platform).
+          const bool d = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) < rate;
+          if (droppable && d) col[l][b][h][0][j] = any = true;
+        }
+      }
+    }
+  }
+  if (!any) return {};
+  return cols & after;  // [layers, B, kv_heads, T, T]
+}
 
 Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string& origin) {
   TrainLmConfig c;
@@ -316,11 +359,11 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
   for (int64_t step = start_step; step < std::min(schedule.total(), stop_step); ++step) {
     const size_t phase_index = schedule.phase_at(step);
     const PhaseMix& phase = c.phases[phase_index];
-    PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, step, phase));
+    PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, spec, step, phase));
     const double lr = lr_at(c, schedule, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
-    at::Tensor logits = model->forward_batch(batch.inputs);
+    at::Tensor logits = model->forward_batch(batch.inputs, batch.key_drop);
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
     at::Tensor nll = -logp.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
     at::Tensor loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);

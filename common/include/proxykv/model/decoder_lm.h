@@ -84,8 +84,10 @@ class DecoderLM {
                               const std::vector<int64_t>& stop_ids) const;
 
   // Training/reference path: full causal forward over ids [B, T] (positions 0..T-1), no cache, with autograd.
-  // Returns logits [B, T, vocab] in the compute dtype.
-  at::Tensor forward_batch(const at::Tensor& ids) const;
+  // Returns logits [B, T, vocab] in the compute dtype. key_drop (optional, bool, broadcastable to
+  // [layers, B, kv_heads, T, T]): true where query row i must not see key column j in that layer and KV head,
+  // on top of the causal mask; what evicting entry j from that head's cache after position j does to later queries.
+  at::Tensor forward_batch(const at::Tensor& ids, const at::Tensor& key_drop = {}) const;
 
  private:
   DecoderLM(ModelSpec spec, at::TensorOptions options, ModelWeights weights);

@@ -79,6 +79,11 @@ struct PhaseMix {
   int64_t repeat_chunk = 512;
   std::string answer_separator;  // see sample_task; must be a family word
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
+  // Context dropout (eviction-robust training): with probability context_drop_share a task sequence's questions
+  // and answers see its context thinned, per (layer, KV head), at a rate drawn uniformly from [0, context_drop_max]
+  // (lm_trainer.h: context_drop_mask). 0 (default): off, no random draw.
+  double context_drop_share = 0;
+  double context_drop_max = 1.0;
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };
