@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Markdown tables from `proxykv eval` results JSON files, for bench/RESULTS.md.
+
+    python3 bench/results_table.py [--per-task] [--vs METHOD] R1.json [R2.json ...]
+
+One table per file: a row per method, a column per keep ratio, accuracy over all queries (the file's `summary`),
+then full's accuracy and the retention accuracy/full at each ratio; --vs kvzip adds accuracy/kvzip. --per-task
+adds one row per (method, task).
+"""
+import argparse
+import json
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--per-task", action="store_true")
+    ap.add_argument("--vs", default="")
+    a = ap.parse_args()
+    for path in a.files:
+        d = json.load(open(path))
+        summary = d["summary"]
+        ratios = sorted({round(r["keep_ratio"], 3) for r in summary if r["method"] != "full"})
+        full = next((r["accuracy"] for r in summary if r["method"] == "full"), None)
+        queries = max(r.get("queries", 0) for r in summary)
+        acc = {(r["method"], round(r["keep_ratio"], 3)): r for r in summary}
+        methods = [m for m in dict.fromkeys(r["method"] for r in summary) if m != "full"]
+        print(f"\n{path}: accuracy over {queries} queries; full {full:.3f}\n")
+        print("| method | " + " | ".join(f"rho {x}" for x in ratios) + " | mean acc / full |" +
+              (f" mean acc / {a.vs} |" if a.vs else ""))
+        print("| --- " * (len(ratios) + 2 + (1 if a.vs else 0)) + "|")
+        for m in methods:
+            cells = [acc[(m, x)]["accuracy"] if (m, x) in acc else float("nan") for x in ratios]
+            ret = sum(c / full for c in cells) / len(cells) if full else float("nan")
+            line = f"| {m} | " + " | ".join(f"{c:.3f}" for c in cells) + f" | {ret:.3f} |"
+            if a.vs:
+                base = [acc[(a.vs, x)]["accuracy"] for x in ratios]
+                rel = [c / b if b else float("nan") for c, b in zip(cells, base)]
+                line += f" {sum(rel) / len(rel):.3f} |"
+            print(line)
+        kv = {x: acc[(methods[0], x)]["kv_bytes"] for x in ratios if (methods[0], x) in acc}
+        full_bytes = acc.get(("full", 1.0), {}).get("kv_bytes")
+        if full_bytes:
+            print("\nkv_bytes / full: " + ", ".join(f"rho {x}: {kv[x] / full_bytes:.3f}" for x in kv))
+        if a.per_task:
+            rows = d["results"]
+            tasks = list(dict.fromkeys(r["task"] for r in rows))
+            print("\n| method | task | full | " + " | ".join(f"rho {x}" for x in ratios) + " |")
+            print("| --- " * (len(ratios) + 3) + "|")
+            per = {(r["method"], r["task"], round(r["keep_ratio"], 3)): r["accuracy"] for r in rows}
+            for m in methods:
+                for t in tasks:
+                    print(f"| {m} | {t} | {per.get(('full', t, 1.0), float('nan')):.3f} | " +
+                          " | ".join(f"{per.get((m, t, x), float('nan')):.3f}" for x in ratios) + " |")
+
+
+if __name__ == "__main__":
+    main()
