@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The demo's client: one long context compressed by each method on a running proxykv-target, then its question.
 
-  python3 scripts/demo_client.py http://127.0.0.1:PORT TASKS.jsonl [--keep-ratio 0.25]
+  python3 scripts/demo_client.py http://127.0.0.1:PORT TASKS.jsonl [--keep-ratio 0.25] [--level layer]
 
 Prints, per method, what the target really used, the KV bytes kept, the time to compressed cache, the answer
 and whether it contains the expected one (TASKS.md's string match).
@@ -23,6 +23,8 @@ def main():
     ap.add_argument("url")
     ap.add_argument("tasks")
     ap.add_argument("--keep-ratio", type=float, default=0.25)
+    # layer: on the tiny target a global budget collapses onto one copy head (bench/RESULTS.md, methods section)
+    ap.add_argument("--level", choices=("global", "layer", "head"), default="layer")
     args = ap.parse_args()
     with open(args.tasks) as f:
         task = json.loads(f.readline())
@@ -34,7 +36,7 @@ def main():
     for method in ("full", "snapkv", "kvzip", "proxykv"):
         rho = 1.0 if method == "full" else args.keep_ratio
         ctx = call(args.url, "POST", "/v1/contexts",
-                   {"model": model, "context": task["context"], "kv_compression": {"method": method, "keep_ratio": rho}})
+                   {"model": model, "context": task["context"], "kv_compression": {"method": method, "keep_ratio": rho, "level": args.level}})
         out = call(args.url, "POST", f"/v1/contexts/{ctx['id']}/completions",
                    {"model": model, "prompt": query["question"], "max_tokens": 12, "temperature": 0})
         call(args.url, "DELETE", f"/v1/contexts/{ctx['id']}")
