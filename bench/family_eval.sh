@@ -16,6 +16,8 @@
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
 # --level: the selection level of the methods, proxykv and mapper stages (default global, KVzip's); the mapper's
 #   loss then ranks at that level too (loss.level; heads_per_layer from the target's config).
+# --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
+#   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
 # mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
@@ -30,6 +32,7 @@ level="global"
 device="cpu"
 threads="${PROXYKV_THREADS:-0}"
 quick=0
+ablations=1
 bin="build/bin"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -41,7 +44,8 @@ while [[ $# -gt 0 ]]; do
     --device) device="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-ablations) ablations=0; shift ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "family_eval.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -154,13 +158,15 @@ if has proxykv; then
     [no_cosine]="{'loss.cosine_weight': 0}"
   )
   specs="proxykv=$main_mapper"
-  for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
-    dir="$out/ablations/$name"
-    [[ -f "$dir/mapper.json" ]] || run "$bin/proxykv" train-mapper --config "$(mapper_config "$name" "$dir" "${ablation[$name]}")"
-    specs+=",$name=$dir"
-  done
-  methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv,proxykv_mse,proxykv_linear"
-  methods+=",no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
+  methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv"
+  if [[ $ablations == 1 ]]; then
+    for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
+      dir="$out/ablations/$name"
+      [[ -f "$dir/mapper.json" ]] || run "$bin/proxykv" train-mapper --config "$(mapper_config "$name" "$dir" "${ablation[$name]}")"
+      specs+=",$name=$dir"
+    done
+    methods+=",proxykv_mse,proxykv_linear,no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
+  fi
   for f in "${method_files[@]}"; do
     run "$bin/proxykv" eval --target "$target" --proxy "$proxy" --mapper "$specs" --iam "$out/iam.json" --data "$f" \
       --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level "$level" \
