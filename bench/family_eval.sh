@@ -113,10 +113,11 @@ mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES: a train-m
 import ast, json, sys
 name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
-if level != "global":
-    c.setdefault("loss", {})["level"] = level
-    if level == "layer":
-        c["loss"]["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
+c.setdefault("loss", {})["level"] = level
+if level == "layer":
+    c["loss"]["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
+else:
+    c["loss"].pop("heads_per_layer", None)
 c["train_data"], c["val_data"], c["out_dir"] = f"{root}/data/mapper-train", f"{root}/data/mapper-val", out_dir
 for key, value in ast.literal_eval(overrides).items():
     section, _, field = key.partition(".")
