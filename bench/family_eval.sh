@@ -113,15 +113,19 @@ mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES: a train-m
 import ast, json, sys
 name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
-c.setdefault("loss", {})["level"] = level
+loss = c.setdefault("train", {}).setdefault("loss", {})
+loss["level"] = level
 if level == "layer":
-    c["loss"]["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
+    loss["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 else:
-    c["loss"].pop("heads_per_layer", None)
+    loss.pop("heads_per_layer", None)
 c["train_data"], c["val_data"], c["out_dir"] = f"{root}/data/mapper-train", f"{root}/data/mapper-val", out_dir
-for key, value in ast.literal_eval(overrides).items():
-    section, _, field = key.partition(".")
-    (c.setdefault(section, {}).__setitem__(field, value) if field else c.__setitem__(section, value))
+for key, value in ast.literal_eval(overrides).items():  # dotted paths: "train.loss.binary_weight"
+    *path, field = key.split(".")
+    node = c
+    for part in path:
+        node = node.setdefault(part, {})
+    node[field] = value
 if epochs:
     c["train"]["epochs"] = int(epochs)
 path = f"{root}/mapper-{name}.json"
@@ -150,13 +154,13 @@ main_mapper="models/mapper"
 if has proxykv; then
   run "$bin/proxykv" calibrate-iam --data "$out/data/mapper-train" --out "$out/iam.json"
   declare -A ablation=(
-    [proxykv_mse]="{'loss.binary_weight': 0, 'loss.intra_rank_weight': 0, 'loss.mass_rank_weight': 0, 'loss.cosine_weight': 0, 'loss.mse_value_weighted': False}"
+    [proxykv_mse]="{'train.loss.binary_weight': 0, 'train.loss.intra_rank_weight': 0, 'train.loss.mass_rank_weight': 0, 'train.loss.cosine_weight': 0, 'train.loss.mse_value_weighted': False}"
     [proxykv_linear]="{'mapper.variant': 'linear'}"
-    [no_binary]="{'loss.binary_weight': 0}"
-    [no_mse]="{'loss.mse_weight': 0}"
-    [no_intra_rank]="{'loss.intra_rank_weight': 0}"
-    [no_mass_rank]="{'loss.mass_rank_weight': 0}"
-    [no_cosine]="{'loss.cosine_weight': 0}"
+    [no_binary]="{'train.loss.binary_weight': 0}"
+    [no_mse]="{'train.loss.mse_weight': 0}"
+    [no_intra_rank]="{'train.loss.intra_rank_weight': 0}"
+    [no_mass_rank]="{'train.loss.mass_rank_weight': 0}"
+    [no_cosine]="{'train.loss.cosine_weight': 0}"
   )
   specs="proxykv=$main_mapper"
   methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv"

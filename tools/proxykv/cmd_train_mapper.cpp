@@ -54,6 +54,16 @@ Status run(const std::string& config_path) {
   if (!in) return not_found(config_path + ": cannot open mapper training config");
   json cfg = json::parse(in, nullptr, false);
   if (cfg.is_discarded() || !cfg.is_object()) return invalid_argument(config_path + ": not a JSON object");
+  // A key outside these would be silently ignored (a "loss" at the top level instead of under "train" once trained
+  // every ablation mapper with the default loss), so it is refused.
+  for (const auto& [key, value] : cfg.items()) {
+    static const char* const kKeys[] = {"_comment", "train_data", "val_data", "out_dir", "threads", "mapper", "train"};
+    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
+      return invalid_argument(config_path + ": unknown key '" + key +
+                              "' (allowed: train_data, val_data, out_dir, threads, mapper, train; the loss goes under "
+                              "\"train\": {\"loss\": {...}})");
+    }
+  }
   std::string train_dir, val_dir, out_dir;
   int threads = 1;
   try {

@@ -168,6 +168,20 @@ TEST(CliGenerate, GreedyTextFromASavedModel) {
 }
 
 // --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
+// A key train-mapper does not know is refused before any data is read: a top-level "loss" (it belongs under
+// "train") was once silently ignored, so every ablation mapper trained with the default loss.
+TEST(CliTrainMapper, UnknownConfigKeyIsRefused) {
+  TempDir tmp;
+  const fs::path cfg = tmp / "mapper.json";
+  std::ofstream(cfg) << R"({"train_data": "a", "val_data": "b", "out_dir": "c", "loss": {"binary_weight": 0}})";
+  CommandResult r = run("train-mapper --config " + cfg.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("unknown key 'loss'"), std::string::npos) << r.output;
+  // The committed config is accepted as far as its data (absent here).
+  r = run("train-mapper --config " + std::string(PROXYKV_SOURCE_DIR) + "/models/configs/mapper.json");
+  EXPECT_EQ(r.output.find("unknown key"), std::string::npos) << r.output;
+}
+
 TEST(CliTrainLm, LogAppendsTheProgressLines) {
   TempDir tmp;
   const std::string config = (tmp / "tiny.json").string();
