@@ -12,6 +12,8 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "proxykv/eval/proxy_methods.h"
@@ -56,13 +58,14 @@ Status run(const std::string& config_path) {
   if (cfg.is_discarded() || !cfg.is_object()) return invalid_argument(config_path + ": not a JSON object");
   // A key outside these would be silently ignored (a "loss" at the top level instead of under "train" once trained
   // every ablation mapper with the default loss), so it is refused.
+  static const std::vector<std::string> kKeys = {"_comment", "train_data", "val_data", "out_dir", "threads", "mapper",
+                                                 "train"};
   for (const auto& [key, value] : cfg.items()) {
-    static const char* const kKeys[] = {"_comment", "train_data", "val_data", "out_dir", "threads", "mapper", "train"};
-    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
-      return invalid_argument(config_path + ": unknown key '" + key +
-                              "' (allowed: train_data, val_data, out_dir, threads, mapper, train; the loss goes under "
-                              "\"train\": {\"loss\": {...}})");
-    }
+    if (std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end()) continue;
+    std::string allowed;
+    for (const auto& k : kKeys) allowed += (allowed.empty() ? "" : ", ") + k;
+    return invalid_argument(config_path + ": unknown key '" + key + "' (allowed: " + allowed +
+                            "; the loss goes under \"train\": {\"loss\": {...}})");
   }
   std::string train_dir, val_dir, out_dir;
   int threads = 1;

@@ -319,6 +319,7 @@ at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   auto [cos, sin] = rope_.cos_sin(at::arange(T, at::TensorOptions().dtype(at::kLong).device(options_.device())));
   at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(options_.device())).triu(1);
+  const at::Tensor drop_all = key_drop.defined() ? key_drop.to(options_.device()) : at::Tensor();
 
   at::Tensor x = at::embedding(weights_.embed, ids.to(options_.device()));  // [B, T, hidden]
   for (int64_t l = 0; l < spec_.num_layers; ++l) {
@@ -337,9 +338,9 @@ at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key
     at::Tensor vv = v.transpose(1, 2).unsqueeze(2);
     at::Tensor scores = at::matmul(q, k.transpose(-1, -2)).to(at::kFloat) * scale;  // [B, Hkv, G, T, T]
     scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
-    if (key_drop.defined()) {
-      const at::Tensor drop = key_drop.size(0) == 1 ? key_drop[0] : key_drop[l];  // [B|1, Hkv|1, T|1, T]
-      scores = scores.masked_fill(drop.to(options_.device()).unsqueeze(2), -std::numeric_limits<float>::infinity());
+    if (drop_all.defined()) {
+      const at::Tensor drop = drop_all.size(0) == 1 ? drop_all[0] : drop_all[l];  // [B|1, Hkv|1, T|1, T]
+      scores = scores.masked_fill(drop.unsqueeze(2), -std::numeric_limits<float>::infinity());
     }
     at::Tensor attn = at::matmul(at::softmax(scores, -1).to(vv.scalar_type()), vv);  // [B, Hkv, G, T, D]
     attn = attn.view({B, H, T, D}).transpose(1, 2).reshape({B, T, qd});

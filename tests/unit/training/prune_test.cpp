@@ -5,31 +5,25 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "../../support/tiny_model.h"
+
 namespace proxykv::training {
 namespace {
 
-ModelSpec small_spec() {
-  ModelSpec s;
-  s.arch = Architecture::kQwen3;
-  s.vocab_size = 50;
-  s.hidden_size = 32;
-  s.intermediate_size = 48;
-  s.num_layers = 3;
-  s.num_heads = 4;
-  s.num_kv_heads = 2;
-  s.head_dim = 8;
-  s.max_position_embeddings = 256;
-  s.rope_theta = 10000.0;
-  s.tie_word_embeddings = true;
-  s.qk_norm = true;
-  return s;
+// 3 layers (one to drop), 48 MLP channels, vocabulary 50, no eos.
+test_support::TinyModel small_model() {
+  test_support::TinyModel m;
+  m.vocab = 50;
+  m.intermediate = 48;
+  m.layers = 3;
+  m.max_positions = 256;
+  m.family_eos = false;
+  return m;
 }
 
-std::unique_ptr<DecoderLM> random_model(uint64_t seed) {
-  auto m = DecoderLM::random_init(small_spec(), seed, 0.2);
-  EXPECT_TRUE(m.is_ok()) << m.status().to_string();
-  return std::move(*m);
-}
+ModelSpec small_spec() { return small_model().spec(); }
+
+std::unique_ptr<DecoderLM> random_model(uint64_t seed) { return small_model().init(seed, 0.2); }
 
 // Slow, obvious ranking: the `keep` indices whose score beats all but fewer than `keep` others.
 std::set<int64_t> largest(const std::vector<double>& score, int64_t keep) {
