@@ -258,6 +258,54 @@ TEST(LmData, AnswerSeparatorMarksWhereEachAnswerEnds) {
   }
 }
 
+// answer_restate: the hand-made cases of compose_answer, then on generated niah contexts every restated
+// "KEY is d d d d" of a training answer stands verbatim in the context, and the answers without the restated
+// keys are the plain ones (same seed).
+TEST(LmData, AnswerRestateCopiesEachFactAsTheContextStatesIt) {
+  EXPECT_EQ(compose_answer("niah_multiquery", "what is the magic number for k001 and k002 ?", {"1 2", "3 4"}, "and", true),
+            "k001 is 1 2 and k002 is 3 4");
+  EXPECT_EQ(compose_answer("niah_multivalue", "what is the magic number for k007 ?", {"1 2", "3 4"}, "and", true),
+            "k007 is 1 2 and 3 4");
+  EXPECT_EQ(compose_answer("niah_single", "what is the magic number for k007 ?", {"5 6"}, "", true), "k007 is 5 6");
+  EXPECT_EQ(compose_answer("niah_single", "what is the magic number for k007 ?", {"5 6"}, "", false), "5 6");
+  EXPECT_EQ(compose_answer("variable_tracking", "which var equal 1 2 ?", {"k001", "k002"}, "and", true),
+            "k001 and k002");
+  EXPECT_EQ(compose_answer("kv_retrieval", "what is the value of k001 ?", {"v002"}, "", true), "v002");
+
+  static const int32_t kAnd = tasks::family_encode("and").at(0);
+  for (const char* task : {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery"}) {
+    std::mt19937_64 plain_rng(31), restate_rng(31);
+    auto plain = sample_task(plain_rng, task, 300, 4, 3, 0.1f, "and");
+    auto restated = sample_task(restate_rng, task, 300, 4, 3, 0.1f, "and", true);
+    ASSERT_TRUE(plain.is_ok() && restated.is_ok()) << task;
+    const auto& t = restated->tokens;
+    const auto ctx_end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
+    ASSERT_NE(ctx_end, t.end());
+    const std::vector<int32_t> context(t.begin(), ctx_end);
+    int restated_spans = 0;
+    for (auto a = std::find(ctx_end, t.end(), tasks::kAnswerId); a != t.end();
+         a = std::find(a + 1, t.end(), tasks::kAnswerId)) {
+      const auto eos = std::find(a, t.end(), tasks::kEosId);
+      std::vector<int32_t> answer(a + 1, eos);
+      // split at "and": each part that starts with a key is "KEY is d d d d", and must be in the context
+      for (auto b = answer.begin(); b != answer.end();) {
+        const auto e = std::find(b, answer.end(), kAnd);
+        const std::vector<int32_t> part(b, e);
+        if (tasks::family_decode({part.front()}).front() == 'k') {
+          ASSERT_GE(part.size(), 3u);
+          EXPECT_NE(std::search(context.begin(), context.end(), part.begin(), part.end()), context.end())
+              << task << ": " << tasks::family_decode(part);
+          ++restated_spans;
+        }
+        b = e == answer.end() ? e : e + 1;
+      }
+    }
+    EXPECT_GE(restated_spans, 1) << task;
+    // the restated sequence is the plain one with "KEY is" inserted
+    EXPECT_EQ(restated->tokens.size(), plain->tokens.size() + 2 * static_cast<size_t>(restated_spans)) << task;
+  }
+}
+
 TEST(LmData, FactsMaxCapsTheFactsOfTaskContexts) {
   static const int32_t kMagic = tasks::family_encode("magic").at(0);
   auto most_facts = [](int facts_max) {  // the largest fact count over many multivalue contexts of 1024 words

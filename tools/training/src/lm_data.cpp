@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
@@ -148,8 +149,35 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
   return s;
 }
 
+std::string compose_answer(const std::string& task, const std::string& question,
+                           const std::vector<std::string>& answers, const std::string& separator, bool restate) {
+  std::vector<std::string> keys;
+  if (restate && task.rfind("niah_", 0) == 0) {
+    std::istringstream words(question);
+    for (std::string w; words >> w;) {
+      if (w.size() == 4 && w[0] == 'k' && std::all_of(w.begin() + 1, w.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        keys.push_back(w);
+      }
+    }
+  }
+  const bool per_answer = !keys.empty() && keys.size() == answers.size();
+  const std::string between = separator.empty() ? " " : " " + separator + " ";
+  std::string out;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    if (i > 0) out += between;
+    if (per_answer) {
+      out += keys[i] + " is ";
+    } else if (i == 0 && keys.size() == 1) {
+      out += keys[0] + " is ";
+    }
+    out += answers[i];
+  }
+  return out;
+}
+
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
-                                     int qa, float context_weight, const std::string& answer_separator) {
+                                     int qa, float context_weight, const std::string& answer_separator,
+                                     bool restate) {
   PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
@@ -160,10 +188,7 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     push(s, tasks::kQuestionId, context_weight);
     push_words(s, tasks::family_encode(q.question), context_weight);
     push(s, tasks::kAnswerId, context_weight);
-    std::string answer;
-    const std::string between = answer_separator.empty() ? " " : " " + answer_separator + " ";
-    for (const auto& a : q.answers) answer += (answer.empty() ? "" : between) + a;
-    push_words(s, tasks::family_encode(answer), 1.f);
+    push_words(s, tasks::family_encode(compose_answer(task, q.question, q.answers, answer_separator, restate)), 1.f);
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -223,6 +248,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_weight = j.value("context_weight", p.context_weight);
     p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
     p.answer_separator = j.value("answer_separator", p.answer_separator);
+    p.answer_restate = j.value("answer_restate", p.answer_restate);
     p.facts_max = j.value("facts_max", p.facts_max);
     p.context_drop_share = j.value("context_drop_share", p.context_drop_share);
     p.context_drop_max = j.value("context_drop_max", p.context_drop_max);
@@ -283,7 +309,7 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   const int64_t length = draw(rng, p.context_min, p.context_max);
   if (u < p.w_induction + p.w_recall + p.w_task) {
     return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
-                       p.context_weight, p.answer_separator);
+                       p.context_weight, p.answer_separator, p.answer_restate);
   }
   return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
 }

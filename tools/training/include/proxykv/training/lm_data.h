@@ -46,8 +46,20 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 // answers (multivalue, multiquery, variable_tracking) has them joined by `answer_separator` (a word such as "and";
 // empty: by a space only). string_match_all ignores what lies between the answers, so the separator only gives
 // the model a marker where one answer ends and the next begins.
+// With `restate`, a niah answer first restates its key as the context's fact states it ("k017 is 4 0 9 1"; RULER
+// puts such an answer prefix in its prompts): see compose_answer.
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
-                                     int qa, float context_weight, const std::string& answer_separator = "");
+                                     int qa, float context_weight, const std::string& answer_separator = "",
+                                     bool restate = false);
+
+// The training answer of one query: its answers joined by `separator` (empty: a space). With `restate` and a
+// niah question, each answer is preceded by "KEY is" for the question's keys in order when there is one key per
+// answer (multiquery: "kA is d d d d and kB is d d d d"), else the first answer by the question's one key
+// (single, multikey, multivalue: "kA is d d d d and d d d d"). Then every number is copied from a span that
+// stands verbatim in the context ("the magic number for kA is d d d d ."), and in multiquery the restated key
+// marks which question key the answer is at. Other tasks, or a question without keys: plain join.
+std::string compose_answer(const std::string& task, const std::string& question,
+                           const std::vector<std::string>& answers, const std::string& separator, bool restate);
 
 // Reconstruction: <bos> <ctx> context </ctx> <repeat> [last 8 words before the chunk] chunk, as KVzip's
 // chunked repeat prompt asks for; the chunk starts at a random word (0 half of the time). Loss 1 on the
@@ -78,6 +90,7 @@ struct PhaseMix {
   float context_weight = 0.1f;
   int64_t repeat_chunk = 512;
   std::string answer_separator;  // see sample_task; must be a family word
+  bool answer_restate = false;   // see compose_answer
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
   // Context dropout (eviction-robust training): with probability context_drop_share a task sequence's questions
   // and answers see its context thinned, per (layer, KV head), at a rate drawn uniformly from [0, context_drop_max]
