@@ -38,7 +38,7 @@ def main():
         ctx = call(args.url, "POST", "/v1/contexts",
                    {"model": model, "context": task["context"], "kv_compression": {"method": method, "keep_ratio": rho, "level": args.level}})
         out = call(args.url, "POST", f"/v1/contexts/{ctx['id']}/completions",
-                   {"model": model, "prompt": query["question"], "max_tokens": 12, "temperature": 0})
+                   {"model": model, "prompt": query["question"], "max_tokens": 48, "temperature": 0})
         call(args.url, "DELETE", f"/v1/contexts/{ctx['id']}")
         text = out["choices"][0]["text"].strip()
         ok = all(a in text for a in query["answers"])
