@@ -44,7 +44,7 @@ struct Options {
   bool raw_prompts = false;
   int concurrency = 4;
   int requests = 32;
-  int max_tokens = 16;
+  int max_tokens = 48;  // the evaluator's budget: a restated multiquery answer runs to ~27 tokens
   std::string method = "proxykv";
   double keep_ratio = 0.25;
   int timeout_s = 600;
