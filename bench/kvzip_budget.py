@@ -10,13 +10,12 @@ max score, and per keep ratio how many of the global top-(rho * L*H*T) entries e
     build/bin/proxykv make-mapper-data --proxy models/proxy-v1 --target DIR --data /tmp/ns2.jsonl --out /tmp/md
 with DIR the step-14600 target (config.json, tokenizer.json and `git show 50ea283:models/target/model.safetensors`).
     python3 bench/kvzip_budget.py /tmp/md/shard-00000.safetensors
-Pure Python (no numpy): the safetensors header is JSON, the data float32 little-endian.
+Pure Python (no numpy): the labels come from bench/mapper_labels.py.
 """
 import argparse
-import array
-import json
 import math
-import struct
+
+from mapper_labels import read_shard
 
 
 def main():
@@ -25,15 +24,7 @@ def main():
     ap.add_argument("--sample", type=int, default=0)
     ap.add_argument("--ratios", default="0.1,0.2,0.3")
     a = ap.parse_args()
-    data = open(a.shard, "rb").read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    meta = header[f"labels.{a.sample}"]
-    assert meta["dtype"] == "F32", meta["dtype"]
-    rows_n, t = meta["shape"]
-    begin, end = meta["data_offsets"]
-    values = array.array("f")
-    values.frombytes(data[8 + n + begin:8 + n + end])
+    _, rows_n, t, values = read_shard(a.shard)[a.sample]
     rows = [list(values[i * t:(i + 1) * t]) for i in range(rows_n)]
     finite = sorted(((v, i) for i, r in enumerate(rows) for v in r if not math.isinf(v)), reverse=True)
     print(f"sample {a.sample}: {rows_n} rows (layer-major: L0h0 L0h1 L1h0 ...) x {t} tokens")

@@ -19,18 +19,22 @@ done
 src="$1" out="$2"
 die() { echo "stage-model.sh: $*" >&2; exit 1; }
 mkdir -p "$out"
-if [[ $checkpoint == 1 && ! -f "$src/checkpoint/config.json" ]]; then
-  die "$src has no checkpoint/ to stage"
-elif [[ $checkpoint == 0 && -f "$src/mapper.json" ]]; then
-  [[ -f "$src/features.json" ]] || die "$src: a mapper checkpoint needs features.json"
-  cp "$src"/mapper.json "$src"/features.json "$src"/*.safetensors "$out/"
-elif [[ $checkpoint == 0 && -f "$src/config.json" && -f "$src/tokenizer.json" ]]; then
-  find "$src" -maxdepth 1 -type f \( -name '*.json' -o -name '*.safetensors' \) -exec cp {} "$out/" \;
-elif [[ -f "$src/checkpoint/config.json" ]]; then
+stage_checkpoint() {
   cp "$src/checkpoint/config.json" "$src/checkpoint/model.safetensors" "$out/"
   "$bin/proxykv" write-family-tokenizer --out "$out/tokenizer.json" >/dev/null 2>&1 ||
     die "$bin/proxykv write-family-tokenizer failed (build first: bash scripts/build.sh)"
   echo "stage-model.sh: staged the training checkpoint of $src in $out" >&2
+}
+if [[ $checkpoint == 1 ]]; then
+  [[ -f "$src/checkpoint/config.json" ]] || die "$src has no checkpoint/ to stage"
+  stage_checkpoint
+elif [[ -f "$src/mapper.json" ]]; then
+  [[ -f "$src/features.json" ]] || die "$src: a mapper checkpoint needs features.json"
+  cp "$src"/mapper.json "$src"/features.json "$src"/*.safetensors "$out/"
+elif [[ -f "$src/config.json" && -f "$src/tokenizer.json" ]]; then
+  find "$src" -maxdepth 1 -type f \( -name '*.json' -o -name '*.safetensors' \) -exec cp {} "$out/" \;
+elif [[ -f "$src/checkpoint/config.json" ]]; then
+  stage_checkpoint
 else
   die "$src is not a model directory (config.json, tokenizer.json), a checkpoint/ or a mapper checkpoint"
 fi

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
@@ -153,10 +152,9 @@ std::string compose_answer(const std::string& task, const std::string& question,
                            const std::vector<std::string>& answers, const std::string& separator, bool restate) {
   std::vector<std::string> keys;
   if (restate && task.rfind("niah_", 0) == 0) {
-    std::istringstream words(question);
-    for (std::string w; words >> w;) {
-      if (w.size() == 4 && w[0] == 'k' && std::all_of(w.begin() + 1, w.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        keys.push_back(w);
+    for (int32_t id : tasks::family_encode(question)) {
+      if (id >= tasks::kFirstKeyId && id < tasks::kFirstKeyId + tasks::kNumKeys) {
+        keys.push_back(tasks::key_word(id - tasks::kFirstKeyId));
       }
     }
   }
