@@ -6,7 +6,9 @@ Reads the target KVzip labels that `proxykv make-mapper-data` stored (labels.i, 
 layer-level budget, sinks not special-cased) and prints, per layer, the kept share of each word of the facts
 `the magic number for KEY is d d d d .` and of all other context words.
 
-usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3]
+With --per-head the share is printed per (layer, KV head) row: a layer's budget may sit on one of its heads.
+
+usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3] [--per-head]
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ def main():
     ap.add_argument("data_dir")
     ap.add_argument("jsonl")
     ap.add_argument("--rho", type=float, default=0.3)
+    ap.add_argument("--per-head", action="store_true", help="one column per (layer, KV head)")
     a = ap.parse_args()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
     manifest, samples = read_dir(a.data_dir)
@@ -46,12 +49,14 @@ def main():
             kept = {(h, t) for _, h, t in entries[: int(a.rho * len(entries))]}
             for h in range(heads):
                 for t in range(T):
-                    keep[(l, role[t])][0] += (h, t) in kept
-                    keep[(l, role[t])][1] += 1
+                    col = (l, h) if a.per_head else (l,)
+                    keep[(col, role[t])][0] += (h, t) in kept
+                    keep[(col, role[t])][1] += 1
     print(f"kept share at rho {a.rho}, layer-level budget, {len(ctxs)} contexts of {a.jsonl}")
-    print("word     " + " ".join(f"  L{l}  " for l in range(layers)) + "  entries")
+    cols = [(l, h) for l in range(layers) for h in range(heads)] if a.per_head else [(l,) for l in range(layers)]
+    print("word     " + " ".join(f"{'L%dh%d' % c if a.per_head else 'L%d' % c:>6s}" for c in cols) + "  entries")
     for r in ["the", "magic", "number", "for", "KEY", "is", "d", ".", "other"]:
-        k = [keep[(l, r)] for l in range(layers)]
+        k = [keep[(c, r)] for c in cols]
         print(f"{r:8s} " + " ".join(f"{c[0] / max(1, c[1]):6.2f}" for c in k) + f"  {k[0][1]}")
 
 

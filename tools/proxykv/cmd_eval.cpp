@@ -30,6 +30,7 @@ struct EvalArgs {
   std::string iam;                  // IAM map JSON (kvzip_iam)
   int64_t limit = 0;
   int64_t max_answer_tokens = 48;
+  std::vector<int64_t> whole_layers;  // diagnostic: layers kept whole
   RuntimeOptions runtime;
 };
 
@@ -73,6 +74,13 @@ Status run_eval(const EvalArgs& args) {
   options.max_answer_tokens = args.max_answer_tokens;
   options.kvzip_chunk = args.kvzip_chunk;
   options.seed = args.seed;
+  for (int64_t l : args.whole_layers) {
+    if (l < 0 || l >= target->spec().num_layers) {
+      return invalid_argument("--whole-layers: layer " + std::to_string(l) + " is not in [0, " +
+                              std::to_string(target->spec().num_layers) + ")");
+    }
+  }
+  options.whole_layers = args.whole_layers;
   PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
   std::unique_ptr<DecoderLM> proxy;
   eval::ProxyMethods proxy_methods;
@@ -156,6 +164,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--plot", args->plot, "accuracy-vs-ratio plot (PNG, needs gnuplot)");
   cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");
   cmd->add_option("--max-answer-tokens", args->max_answer_tokens, "greedy decoding budget per query");
+  cmd->add_option("--whole-layers", args->whole_layers,
+                  "diagnostic: layers that keep their whole cache under every method (comma-separated)")
+      ->delimiter(',');
   args->runtime.add_to(cmd);
   cmd->callback([args] {
     Status s = run_eval(*args);

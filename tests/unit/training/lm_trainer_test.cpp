@@ -145,6 +145,27 @@ TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
   EXPECT_GT(ever.sum().item<int64_t>(), 10);  // the filler does get dropped
   std::mt19937_64 rng2(3);
   EXPECT_FALSE(context_drop_mask({task}, T, 2, 2, 0.0, 1.0, rng2).defined());  // share 0: off
+
+  // Facts droppable, layer 0 only: the digits do get dropped there, layer 1 is never thinned, and the draws are
+  // those of the plain mask (same stream: every entry the plain mask drops in layer 0 is dropped here too).
+  std::mt19937_64 rng3(5), rng4(5);
+  at::Tensor facts_ever = at::zeros({T}, at::kBool);
+  for (int trial = 0; trial < 50; ++trial) {
+    at::Tensor plain = context_drop_mask({task}, T, 2, 2, 1.0, 1.0, rng3);
+    at::Tensor m = context_drop_mask({task}, T, 2, 2, 1.0, 1.0, rng4, /*drop_facts=*/true, {0});
+    if (!m.defined()) continue;
+    EXPECT_FALSE(m.select(0, 1).any().item<bool>());  // layer 1 keeps everything
+    if (plain.defined()) {
+      EXPECT_TRUE(at::equal(plain.select(0, 0) & m.select(0, 0), plain.select(0, 0)));
+    }
+    const at::Tensor cols = m.select(1, 0).narrow(2, e + 1, T - e - 1).any(2).any(0).any(0);  // [T]
+    for (int64_t j = 0; j < T; ++j) {
+      if (!cols[j].item<bool>()) continue;
+      EXPECT_TRUE(j >= 2 && j < e) << j;  // the sinks and </ctx> still stay
+      if (is_fact(task[j])) facts_ever[j] = true;
+    }
+  }
+  EXPECT_GT(facts_ever.sum().item<int64_t>(), 3);  // the key and digits of the fact get dropped
 }
 
 TEST(TrainLm, ResumeContinuesExactly) {

@@ -152,6 +152,12 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
         }
         PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep,
                                  scoring::select_entries(scores[m], rho, options_.level, kSinkTokens));
+        for (int64_t l : options_.whole_layers) {
+          for (at::Tensor& kept : keep.keep[static_cast<size_t>(l)]) {
+            keep.kept += T - kept.numel();
+            kept = at::arange(T, at::kLong);
+          }
+        }
         if (want_kvzip_recall) {
           row.recall_vs_kvzip_sum += scoring::keep_recall(keep, kvzip_sets.at(rho), T);
           row.recall_count += 1;

@@ -249,7 +249,10 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.answer_restate = j.value("answer_restate", p.answer_restate);
     p.facts_max = j.value("facts_max", p.facts_max);
     p.context_drop_share = j.value("context_drop_share", p.context_drop_share);
+    p.context_drop_min = j.value("context_drop_min", p.context_drop_min);
     p.context_drop_max = j.value("context_drop_max", p.context_drop_max);
+    p.context_drop_facts = j.value("context_drop_facts", p.context_drop_facts);
+    p.context_drop_layers = j.value("context_drop_layers", p.context_drop_layers);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -276,6 +279,15 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   if (p.facts_max < 0) return invalid_argument(where + "facts_max must be >= 0 (0: no cap)");
   if (p.context_drop_share < 0 || p.context_drop_share > 1 || p.context_drop_max < 0 || p.context_drop_max > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
+  }
+  if (p.context_drop_min < 0 || p.context_drop_min > p.context_drop_max) {
+    return invalid_argument(where + "context_drop_min must lie in [0, context_drop_max]");
+  }
+  for (int64_t l : p.context_drop_layers) {
+    if (l < 0) return invalid_argument(where + "context_drop_layers must be layer indices >= 0");
+  }
+  if ((p.context_drop_facts || !p.context_drop_layers.empty()) && p.context_drop_share <= 0) {
+    return invalid_argument(where + "context_drop_facts and context_drop_layers need context_drop_share > 0");
   }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");

@@ -112,7 +112,8 @@ Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t 
     std::vector<std::vector<int32_t>> rows;
     for (const auto& s : seqs) rows.push_back(s.tokens);
     batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop_share,
-                                       phase.context_drop_max, drop_rng);
+                                       phase.context_drop_max, drop_rng, phase.context_drop_facts,
+                                       phase.context_drop_layers, phase.context_drop_min);
   }
   return batch;
 }
@@ -162,8 +163,13 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
 }  // namespace
 
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
-                             int64_t kv_heads, double share, double max_rate, std::mt19937_64& rng) {
+                             int64_t kv_heads, double share, double max_rate, std::mt19937_64& rng,
+                             bool drop_facts, const std::vector<int64_t>& only_layers, double min_rate) {
   const int64_t B = static_cast<int64_t>(rows.size());
+  std::vector<bool> thinned(static_cast<size_t>(layers), only_layers.empty());
+  for (int64_t l : only_layers) {
+    if (l >= 0 && l < layers) thinned[static_cast<size_t>(l)] = true;
+  }
   at::Tensor cols = at::zeros({layers, B, kv_heads, 1, T}, at::kBool);  // dropped entries
   at::Tensor after = at::zeros({1, B, 1, T, 1}, at::kBool);             // the queries that see them dropped
   auto col = cols.accessor<bool, 5>();
@@ -176,16 +182,18 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
     if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
     const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
     if (u >= share) continue;
-    const double rate = max_rate * static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+    const double rate =
+        min_rate + (max_rate - min_rate) * static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
     const int64_t e = end - t.begin();
     for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
     for (int64_t j = 2; j < std::min<int64_t>(e, T); ++j) {
-      const bool droppable = !is_fact(t[j]) && !is_fact(t[j - 1]) && (j + 1 >= e || !is_fact(t[j + 1]));
+      const bool droppable =
+          drop_facts || (!is_fact(t[j]) && !is_fact(t[j - 1]) && (j + 1 >= e || !is_fact(t[j + 1])));
       for (int64_t l = 0; l < layers; ++l) {
         for (int64_t h = 0; h < kv_heads; ++h) {
           // Drawn for every entry, droppable or not, from the raw bits (no std distribution: same on every platform).
           const bool d = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) < rate;
-          if (droppable && d) col[l][b][h][0][j] = any = true;
+          if (droppable && d && thinned[static_cast<size_t>(l)]) col[l][b][h][0][j] = any = true;
         }
       }
     }
@@ -238,6 +246,14 @@ Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string&
   }
   if (c.lr <= 0 || c.warmup_steps < 1 || c.threads < 0 || c.log_every < 1) {
     return invalid_argument(origin + ": need lr > 0, warmup_steps >= 1, threads >= 0, log_every >= 1");
+  }
+  for (const PhaseMix& p : c.phases) {
+    for (int64_t l : p.context_drop_layers) {
+      if (l >= spec.num_layers) {
+        return invalid_argument(origin + ": phase '" + p.name + "': context_drop_layers names layer " +
+                                std::to_string(l) + ", the model has " + std::to_string(spec.num_layers));
+      }
+    }
   }
   return c;
 }

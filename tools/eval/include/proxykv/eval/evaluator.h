@@ -35,6 +35,9 @@ struct EvalOptions {
   int64_t chunk_size = 512;        // prefill chunk
   uint64_t seed = 0;               // the random scorer's
   const ProxyMethods* proxy_methods = nullptr;  // proxykv, proxy_direct, kvzip_iam, ... (must outlive the run)
+  // Diagnostic: these layers keep their whole cache whatever the method selects (kv_bytes counts them), to find
+  // which layers' eviction costs the accuracy. Empty (default): every layer is compressed.
+  std::vector<int64_t> whole_layers;
 };
 
 // One (method, keep ratio, task) cell.
