@@ -4,7 +4,7 @@
 # command. Long: on the 2-core CPU VM plan hours (a GPU: minutes, --device cuda); never part of CI.
 #
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
-#                             [--n N] [--lengths L1,L2] [--level global|layer|head] [--device cpu|cuda] [--threads T]
+#                             [--n N] [--lengths L1,L2] [--level global|layer|head|token] [--device cpu|cuda] [--threads T]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
@@ -15,7 +15,8 @@
 #            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
 # --level: the selection level of the methods, proxykv and mapper stages (default global, KVzip's); the mapper's
-#   loss then ranks at that level too (loss.level; heads_per_layer from the target's config).
+#   loss then ranks at that level too (loss.level; heads_per_layer from the target's config). token (the same
+#   tokens kept in every layer and head) is a selection rule only: its mapper is trained with the layer-level loss.
 # --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
@@ -45,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --threads) threads="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --no-ablations) ablations=0; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "family_eval.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -114,8 +115,8 @@ import ast, json, sys
 name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
 loss = c.setdefault("train", {}).setdefault("loss", {})
-loss["level"] = level
-if level == "layer":
+loss["level"] = "layer" if level == "token" else level  # token: a selection rule, trained at layer level
+if loss["level"] == "layer":
     loss["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 else:
     loss.pop("heads_per_layer", None)

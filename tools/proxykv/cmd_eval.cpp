@@ -153,7 +153,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data", args->data, "task files, comma-separated")->required()->delimiter(',');
   cmd->add_option("--methods", args->methods, "compression methods, comma-separated")->delimiter(',');
   cmd->add_option("--ratios", args->ratios, "keep ratios (fraction of KV kept), comma-separated")->delimiter(',');
-  cmd->add_option("--level", args->level, "selection level: global | layer | head");
+  cmd->add_option("--level", args->level, "selection level: global | layer | head | token");
   cmd->add_option("--kvzip-chunk", args->kvzip_chunk, "KVzip reconstruction chunk (tokens)");
   cmd->add_option("--seed", args->seed, "seed of the random scorer");
   cmd->add_option("--proxy", args->proxy, "proxy model directory (proxykv, proxy_direct, kvzip_iam)");

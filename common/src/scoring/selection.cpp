@@ -22,7 +22,8 @@ Result<SelectionLevel> parse_selection_level(const std::string& name) {
   if (name == "global") return SelectionLevel::kGlobal;
   if (name == "layer") return SelectionLevel::kLayer;
   if (name == "head") return SelectionLevel::kHead;
-  return invalid_argument("selection level '" + name + "' is not one of global, layer, head");
+  if (name == "token") return SelectionLevel::kToken;
+  return invalid_argument("selection level '" + name + "' is not one of global, layer, head, token");
 }
 
 const char* selection_level_name(SelectionLevel level) {
@@ -30,6 +31,7 @@ const char* selection_level_name(SelectionLevel level) {
     case SelectionLevel::kGlobal: return "global";
     case SelectionLevel::kLayer: return "layer";
     case SelectionLevel::kHead: return "head";
+    case SelectionLevel::kToken: return "token";
   }
   return "?";
 }
@@ -77,6 +79,14 @@ Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLe
         }
       }
       break;
+    case SelectionLevel::kToken: {
+      const at::Tensor best = std::get<0>(s.reshape({L * H, T}).max(0));  // [T]: a token's best entry
+      const int64_t k = std::max(budget(rho, T), sinks);
+      at::Tensor kept = at::zeros({T}, at::kBool);
+      kept.index_fill_(0, top_indices(best, k), true);
+      mask.copy_(kept.view({1, 1, T}).expand({L, H, T}));
+      break;
+    }
   }
   KeepSet out;
   out.total = L * H * T;

@@ -164,6 +164,11 @@ Status HybridLossConfig::validate() const {
   for (double w : {binary_weight, mse_weight, intra_rank_weight, mass_rank_weight, cosine_weight}) {
     if (!(w >= 0) || !std::isfinite(w)) return invalid_argument("hybrid loss: term weights must be finite and >= 0");
   }
+  if (level == scoring::SelectionLevel::kToken) {
+    // A token's kept-or-not depends on the max over all rows, which no per-entry ranking term expresses.
+    return invalid_argument("hybrid loss: level token is a selection rule, not a loss level; train with layer "
+                            "(or global, head) and select at token level");
+  }
   if (level == scoring::SelectionLevel::kLayer && heads_per_layer < 1) {
     return invalid_argument("hybrid loss: level layer needs heads_per_layer >= 1");
   }

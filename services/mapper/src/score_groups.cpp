@@ -37,6 +37,8 @@ ScoreGroups make_groups(const at::Tensor& pred, const at::Tensor& label, const a
       g.groups_per_sample = q;
       n = t;
       break;
+    case scoring::SelectionLevel::kToken:
+      TORCH_CHECK(false, "score groups: level token has no per-entry groups (HybridLossConfig::validate refuses it)");
   }
   const int64_t groups = b * g.groups_per_sample;
   if (pred.defined()) g.pred = pred.to(at::kFloat).reshape({groups, n});

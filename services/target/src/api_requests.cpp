@@ -101,8 +101,10 @@ std::optional<ApiError> parse_compression(const nlohmann::json& v, const ApiLimi
     const auto& l = v.at("level");
     if (!l.is_string()) return wrong_type("kv_compression.level", "a string", l);
     c.level = l.get<std::string>();
-    if (c.level != "global" && c.level != "layer" && c.level != "head") {
-      return bad("invalid_level", "'kv_compression.level' must be global, layer or head, got '" + c.level + "'",
+    // The names of scoring::parse_selection_level, spelled here to keep LibTorch's headers out of the API layer.
+    if (c.level != "global" && c.level != "layer" && c.level != "head" && c.level != "token") {
+      return bad("invalid_level",
+                 "'kv_compression.level' must be global, layer, head or token, got '" + c.level + "'",
                  "kv_compression.level");
     }
   }

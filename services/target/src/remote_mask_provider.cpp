@@ -35,6 +35,7 @@ v1::SelectionLevel wire_level(scoring::SelectionLevel level) {
     case scoring::SelectionLevel::kGlobal: return v1::SELECTION_LEVEL_GLOBAL;
     case scoring::SelectionLevel::kLayer: return v1::SELECTION_LEVEL_LAYER;
     case scoring::SelectionLevel::kHead: return v1::SELECTION_LEVEL_HEAD;
+    case scoring::SelectionLevel::kToken: return v1::SELECTION_LEVEL_TOKEN;
   }
   return v1::SELECTION_LEVEL_GLOBAL;
 }

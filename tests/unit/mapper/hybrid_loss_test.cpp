@@ -207,6 +207,11 @@ TEST(HybridLossConfig, JsonRoundTripAndValidation) {
   j["level"] = "layer";
   j["heads_per_layer"] = 0;
   EXPECT_FALSE(HybridLossConfig::from_json(j, "loss.json").is_ok());
+  j = c.to_json();
+  j["level"] = "token";  // a selection rule with no per-entry groups: refused by name
+  Result<HybridLossConfig> token = HybridLossConfig::from_json(j, "loss.json");
+  ASSERT_FALSE(token.is_ok());
+  EXPECT_NE(token.status().message().find("token"), std::string::npos);
 }
 
 }  // namespace

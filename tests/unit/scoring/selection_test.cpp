@@ -84,6 +84,35 @@ INSTANTIATE_TEST_SUITE_P(Levels, SelectionCounts,
                                                               SelectionLevel::kHead),
                                             ::testing::Values(0.1, 0.3, 0.5, 1.0)));
 
+TEST(Selection, TokenLevelKeepsTheSameBestTokensInEveryHead) {
+  const int64_t L = 3, H = 2, T = 40, sinks = 2;
+  at::manual_seed(23);
+  at::Tensor scores = (at::rand({L, H, T}) * 6).floor();  // ties
+  for (double rho : {0.1, 0.3, 0.5, 1.0}) {
+    auto sel = select_entries(scores, rho, SelectionLevel::kToken, sinks);
+    ASSERT_TRUE(sel.is_ok()) << sel.status().to_string();
+    // Reference: a token's best score over every (layer, head), sinks +inf, then the plain top-k.
+    std::vector<float> best(T, -std::numeric_limits<float>::infinity());
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t h = 0; h < H; ++h) best[t] = std::max(best[t], scores[l][h][t].item<float>());
+      }
+      if (t < sinks) best[t] = std::numeric_limits<float>::infinity();
+    }
+    const int64_t k = round_budget(rho, T);
+    const std::vector<int64_t> want = reference_top(best, k);
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t h = 0; h < H; ++h) {
+        const at::Tensor got = sel->keep[l][h];
+        EXPECT_EQ(std::vector<int64_t>(got.data_ptr<int64_t>(), got.data_ptr<int64_t>() + got.numel()), want)
+            << "rho " << rho << " layer " << l << " head " << h;
+      }
+    }
+    EXPECT_EQ(sel->kept, L * H * k);
+  }
+  EXPECT_EQ(selection_level_name(*parse_selection_level("token")), std::string("token"));
+}
+
 TEST(Selection, TiesKeepEarlierTokens) {
   auto sel = select_entries(at::zeros({1, 1, 10}), 0.3, SelectionLevel::kHead, 0);
   ASSERT_TRUE(sel.is_ok());

@@ -20,6 +20,7 @@ enum class SelectionLevel {
   kGlobal,  // top rho of all L*H*T entries (non-uniform per layer and head; KVzip's default)
   kLayer,   // top rho of each layer's H*T entries
   kHead,    // top rho of each head's T entries (uniform)
+  kToken,   // top rho of the tokens by their best score over every (layer, head): the same tokens kept everywhere
 };
 
 Result<SelectionLevel> parse_selection_level(const std::string& name);

@@ -40,6 +40,8 @@ Result<scoring::SelectionLevel> level_of(v1::SelectionLevel level) {
       return scoring::SelectionLevel::kLayer;
     case v1::SELECTION_LEVEL_HEAD:
       return scoring::SelectionLevel::kHead;
+    case v1::SELECTION_LEVEL_TOKEN:
+      return scoring::SelectionLevel::kToken;
     default:
       return invalid_argument("unknown selection level " + std::to_string(static_cast<int>(level)));
   }
