@@ -7,8 +7,10 @@ layer-level budget, sinks not special-cased) and prints, per layer, the kept sha
 `the magic number for KEY is d d d d .` and of all other context words.
 
 With --per-head the share is printed per (layer, KV head) row: a layer's budget may sit on one of its heads.
+With --level token the top `--rho` of the tokens by their best score over every row is kept in every row (the
+selection level `token`). The row `all 4 d` is the share of facts whose four digits are all kept.
 
-usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3] [--per-head]
+usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3] [--per-head] [--level layer|token]
 """
 import argparse
 import json
@@ -25,6 +27,7 @@ def main():
     ap.add_argument("jsonl")
     ap.add_argument("--rho", type=float, default=0.3)
     ap.add_argument("--per-head", action="store_true", help="one column per (layer, KV head)")
+    ap.add_argument("--level", choices=["layer", "token"], default="layer")
     a = ap.parse_args()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
     manifest, samples = read_dir(a.data_dir)
@@ -44,18 +47,29 @@ def main():
             if w == "magic" and p >= 1:
                 for q, r in zip(range(p - 1, p + 10), ROLES):
                     role[q] = r
+        if a.level == "token":  # ties: the earlier token first, as select_entries
+            best = [max(x[r * T + t] for r in range(rows)) for t in range(T)]
+            top = set(sorted(range(T), key=lambda t: (-best[t], t))[: round(a.rho * T)])
         for l in range(layers):
-            entries = sorted(((x[(heads * l + h) * T + t], h, t) for h in range(heads) for t in range(T)), reverse=True)
-            kept = {(h, t) for _, h, t in entries[: int(a.rho * len(entries))]}
+            if a.level == "token":
+                kept = {(h, t) for h in range(heads) for t in top}
+            else:
+                entries = sorted(((x[(heads * l + h) * T + t], h, t) for h in range(heads) for t in range(T)),
+                                 reverse=True)
+                kept = {(h, t) for _, h, t in entries[: int(a.rho * len(entries))]}
             for h in range(heads):
                 for t in range(T):
                     col = (l, h) if a.per_head else (l,)
                     keep[(col, role[t])][0] += (h, t) in kept
                     keep[(col, role[t])][1] += 1
-    print(f"kept share at rho {a.rho}, layer-level budget, {len(ctxs)} contexts of {a.jsonl}")
+                for p, w in enumerate(words):  # the four digits of each fact, all kept?
+                    if w == "magic" and p + 8 < T:
+                        keep[(col, "all 4 d")][0] += all((h, q) in kept for q in range(p + 5, p + 9))
+                        keep[(col, "all 4 d")][1] += 1
+    print(f"kept share at rho {a.rho}, {a.level}-level budget, {len(ctxs)} contexts of {a.jsonl}")
     cols = [(l, h) for l in range(layers) for h in range(heads)] if a.per_head else [(l,) for l in range(layers)]
     print("word     " + " ".join(f"{'L%dh%d' % c if a.per_head else 'L%d' % c:>6s}" for c in cols) + "  entries")
-    for r in ["the", "magic", "number", "for", "KEY", "is", "d", ".", "other"]:
+    for r in ["the", "magic", "number", "for", "KEY", "is", "d", ".", "other", "all 4 d"]:
         k = [keep[(c, r)] for c in cols]
         print(f"{r:8s} " + " ".join(f"{c[0] / max(1, c[1]):6.2f}" for c in k) + f"  {k[0][1]}")
 

@@ -157,7 +157,7 @@ TEST_F(TargetEngineTest, FullCacheAnswersLikeTheDecoder) {
 }
 
 TEST_F(TargetEngineTest, SnapKvCompressionEvictsForRealAndAnswersLikeTheDecoder) {
-  for (const char* level : {"global", "head"}) {
+  for (const char* level : {"global", "head", "token"}) {
     auto ctx = engine_->compress_context(kContext, {"snapkv", 0.4, level});
     ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
     const CompressionStats& s = context_stats(**ctx);

@@ -10,7 +10,8 @@
 namespace proxykv::target {
 
 // The compression asked for a context. Keep ratio: the FRACTION KEPT of the context's KV entries (KVzip's
-// convention; kvpress's compression ratio is 1 - keep_ratio). level: "global" | "layer" | "head" (selection.h).
+// convention; kvpress's compression ratio is 1 - keep_ratio). level: "global" | "layer" | "head" | "token"
+// (selection.h).
 struct CompressionRequest {
   std::string method = "full";  // "full", a local scorer (snapkv, kvzip, ...), or "proxykv" (remote mask)
   double keep_ratio = 1.0;      // in (0, 1]
