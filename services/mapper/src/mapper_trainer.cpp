@@ -81,6 +81,13 @@ Status check_samples(const std::vector<MapperSample>& samples, const MapperPairS
   return Status::ok();
 }
 
+std::vector<MapperSample> with_label_rows(const std::vector<MapperSample>& samples, const std::string& label_rows) {
+  if (label_rows == "each") return samples;
+  std::vector<MapperSample> out = samples;
+  for (MapperSample& s : out) s.labels = std::get<0>(s.labels.max(0, /*keepdim=*/true)).expand_as(s.labels).contiguous();
+  return out;
+}
+
 std::vector<MapperWindow> plan_windows(const std::vector<MapperSample>& samples, int64_t window, int64_t stride) {
   std::vector<MapperWindow> out;
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -125,6 +132,9 @@ Status MapperTrainConfig::validate() const {
   for (double r : eval_ratios) {
     if (!(r > 0 && r <= 1)) return invalid_argument("mapper training: every eval ratio must be in (0, 1]");
   }
+  if (label_rows != "each" && label_rows != "max") {
+    return invalid_argument("mapper training: label_rows must be \"each\" or \"max\", got \"" + label_rows + "\"");
+  }
   return Status::ok();
 }
 
@@ -142,7 +152,8 @@ json MapperTrainConfig::to_json() const {
               {"warmup_steps", warmup_steps},
               {"min_lr_ratio", min_lr_ratio},
               {"seed", seed},
-              {"eval_ratios", eval_ratios}};
+              {"eval_ratios", eval_ratios},
+              {"label_rows", label_rows}};
 }
 
 Result<MapperTrainConfig> MapperTrainConfig::from_json(const json& j, const std::string& origin) {
@@ -166,6 +177,7 @@ Result<MapperTrainConfig> MapperTrainConfig::from_json(const json& j, const std:
     detail::read_field(j, "min_lr_ratio", c.min_lr_ratio);
     detail::read_field(j, "seed", c.seed);
     detail::read_field(j, "eval_ratios", c.eval_ratios);
+    detail::read_field(j, "label_rows", c.label_rows);
   } catch (const json::exception& e) {
     return invalid_argument(origin + ": " + e.what());
   }
@@ -221,14 +233,16 @@ Result<MapperEvalMetrics> evaluate_mapper(HybridAxialMapper& mapper, const std::
 }
 
 Result<std::vector<MapperEpochMetrics>> train_mapper_epochs(HybridAxialMapper& mapper,
-                                                            const std::vector<MapperSample>& train,
-                                                            const std::vector<MapperSample>& val,
+                                                            const std::vector<MapperSample>& train_in,
+                                                            const std::vector<MapperSample>& val_in,
                                                             const MapperTrainConfig& config,
                                                             const MapperTrainHooks& hooks) {
   PROXYKV_RETURN_IF_ERROR(config.validate());
   const MapperPairShape& shape = mapper->config().shape;
-  PROXYKV_RETURN_IF_ERROR(check_samples(train, shape, "training"));
-  PROXYKV_RETURN_IF_ERROR(check_samples(val, shape, "validation"));
+  PROXYKV_RETURN_IF_ERROR(check_samples(train_in, shape, "training"));
+  PROXYKV_RETURN_IF_ERROR(check_samples(val_in, shape, "validation"));
+  const std::vector<MapperSample> train = with_label_rows(train_in, config.label_rows);
+  const std::vector<MapperSample> val = with_label_rows(val_in, config.label_rows);
   if (train.empty()) return invalid_argument("mapper training: the training set is empty");
   HybridLossConfig loss = config.loss;
   if (loss.heads_per_layer == 0) loss.heads_per_layer = shape.target_kv_heads;

@@ -36,6 +36,27 @@ TEST(MapperTrainer, WindowsCoverEverySampleAndPadTheTail) {
   EXPECT_TRUE(at::equal(batch.labels[2].slice(-1, 0, 34), samples[3].labels.slice(-1, 96, 130)));
 }
 
+TEST(MapperTrainer, LabelRowsMaxGivesEveryRowTheBestScoreOfItsToken) {
+  at::manual_seed(4);
+  std::vector<MapperSample> samples{{at::rand({2, 2, 7}), at::rand({3, 7}), "a"}};
+  const std::vector<MapperSample> same = with_label_rows(samples, "each");
+  EXPECT_TRUE(at::equal(same[0].labels, samples[0].labels));
+  const std::vector<MapperSample> best = with_label_rows(samples, "max");
+  for (int64_t t = 0; t < 7; ++t) {
+    const float want = std::max({samples[0].labels[0][t].item<float>(), samples[0].labels[1][t].item<float>(),
+                                 samples[0].labels[2][t].item<float>()});
+    for (int64_t r = 0; r < 3; ++r) EXPECT_EQ(best[0].labels[r][t].item<float>(), want) << r << " " << t;
+  }
+  EXPECT_TRUE(at::equal(best[0].features, samples[0].features));
+  MapperTrainConfig c;
+  c.label_rows = "min";
+  EXPECT_FALSE(c.validate().is_ok());
+  c.label_rows = "max";
+  Result<MapperTrainConfig> back = MapperTrainConfig::from_json(c.to_json(), "test");
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(back->label_rows, "max");
+}
+
 TEST(MapperTrainer, RefusesSamplesOfAnotherShape) {
   HybridAxialMapper mapper(small_config(2, 2, 2, 2, 2));
   std::vector<MapperSample> bad = {{at::zeros({2, 4, 20}), at::zeros({3, 20}), "ctx-7"}};

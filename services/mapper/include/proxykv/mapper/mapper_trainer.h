@@ -36,6 +36,9 @@ struct MapperWindow {
 // Windows of `window` tokens every `stride` tokens, from 0 until one reaches the end of the sample: the last one
 // may run past the end (its tail is padding). A sample shorter than `window` gives one padded window.
 std::vector<MapperWindow> plan_windows(const std::vector<MapperSample>& samples, int64_t window, int64_t stride);
+// The samples with their labels as MapperTrainConfig::label_rows asks: "each" unchanged, "max" every row the max
+// over the rows (features shared, labels new tensors).
+std::vector<MapperSample> with_label_rows(const std::vector<MapperSample>& samples, const std::string& label_rows);
 
 struct MapperBatch {
   at::Tensor features;  // [B, C, P, window], zeros past a sample's end
@@ -60,6 +63,9 @@ struct MapperTrainConfig {
   double min_lr_ratio = 0.1;
   uint64_t seed = 1;  // window order and the loss's pair sampling
   std::vector<double> eval_ratios = {0.1, 0.2, 0.3, 0.5, 0.7};
+  // "each" (default): every target (layer, KV head) row learns its own label row. "max": every row learns the
+  // label's max over the rows, the token ranking of selection level token (train with loss.level global).
+  std::string label_rows = "each";
 
   Status validate() const;
   nlohmann::json to_json() const;
