@@ -18,6 +18,8 @@
 #include "commands.h"
 #include "proxykv/eval/proxy_methods.h"
 #include "proxykv/mapper/mapper_checkpoint.h"
+#include "proxykv/tensor/safetensors.h"
+#include "proxykv/tensor/torch_tensor.h"
 #include "proxykv/mapper/mapper_trainer.h"
 #include "proxykv/training/mapper_data.h"
 
@@ -161,7 +163,66 @@ Status run_calibrate_iam(const std::string& data_dir, const std::string& out) {
   return Status::ok();
 }
 
+// predict-mapper: a mapper's score maps for the contexts of a make-mapper-data directory, written as a directory
+// of the same format with the predictions in place of the labels (labels.i = [L_t*H_t, T], sinks +inf as the
+// labels have them), so bench/kvzip_fact_keep.py and the other label readers read what a mapper keeps.
+Status run_predict_mapper(const std::string& mapper_dir, const std::string& data, const std::string& out) {
+  json manifest;
+  PROXYKV_ASSIGN_OR_RETURN(std::vector<mapper::MapperSample> samples, load_samples(data, &manifest));
+  PROXYKV_ASSIGN_OR_RETURN(mapper::LoadedMapper loaded, mapper::load_mapper(mapper_dir, shape_of(manifest)));
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  if (ec) return invalid_argument(out + ": cannot create: " + ec.message());
+  const int64_t n_sink = manifest.at("n_sink").get<int64_t>();
+  at::NoGradGuard no_grad;
+  json shards = json::array();
+  for (size_t begin = 0, shard = 0; begin < samples.size(); ++shard) {
+    const size_t end = std::min(samples.size(), begin + 64);
+    std::vector<TensorToWrite> tensors;
+    json meta = json::array();
+    for (size_t i = begin; i < end; ++i) {
+      const mapper::MapperSample& s = samples[i];
+      PROXYKV_RETURN_IF_ERROR(loaded.mapper->check_input(s.features.unsqueeze(0)));
+      at::Tensor pred = loaded.mapper->forward(s.features.to(at::kFloat).unsqueeze(0))[0].contiguous();  // [Q, T]
+      if (n_sink > 0) pred.narrow(1, 0, std::min(n_sink, pred.size(1))).fill_(std::numeric_limits<float>::infinity());
+      PROXYKV_ASSIGN_OR_RETURN(TensorToWrite ft, from_torch("features." + std::to_string(i - begin), s.features));
+      PROXYKV_ASSIGN_OR_RETURN(TensorToWrite pt, from_torch("labels." + std::to_string(i - begin), pred));
+      tensors.push_back(std::move(ft));
+      tensors.push_back(std::move(pt));
+      meta.push_back({{"id", s.id}, {"tokens", pred.size(1)}});
+    }
+    std::ostringstream name;
+    name << "shard-" << std::setw(5) << std::setfill('0') << shard << ".safetensors";
+    PROXYKV_RETURN_IF_ERROR(
+        write_safetensors((std::filesystem::path(out) / name.str()).string(), tensors, {{"samples", meta.dump()}}));
+    shards.push_back({{"file", name.str()}, {"contexts", end - begin}});
+    begin = end;
+  }
+  manifest["shards"] = shards;
+  manifest["predicted_by"] = mapper_dir;
+  std::ofstream(std::filesystem::path(out) / "manifest.json") << manifest.dump(2) << "\n";
+  std::cout << "predict-mapper: " << samples.size() << " contexts -> " << out << "\n";
+  return Status::ok();
+}
+
 void register_train_mapper(CLI::App& app) {
+  {
+    auto mapper_dir = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    CLI::App* pred = app.add_subcommand(
+        "predict-mapper", "a mapper's score maps for make-mapper-data contexts, in that format (labels = predictions)");
+    pred->add_option("--mapper", *mapper_dir, "mapper checkpoint directory")->required();
+    pred->add_option("--data", *data, "make-mapper-data directory")->required();
+    pred->add_option("--out", *out, "output directory")->required();
+    pred->callback([mapper_dir, data, out] {
+      Status s = run_predict_mapper(*mapper_dir, *data, *out);
+      if (!s.is_ok()) {
+        std::cerr << "proxykv predict-mapper: " << s.to_string() << "\n";
+        set_exit_code(1);
+      }
+    });
+  }
   {
     auto data = std::make_shared<std::string>();
     auto out = std::make_shared<std::string>();

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "../../support/tiny_model.h"
+#include "proxykv/mapper/mapper_checkpoint.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/tasks/vocabulary.h"
 #include "proxykv/tensor/torch_tensor.h"
@@ -165,6 +166,53 @@ TEST(CliGenerate, GreedyTextFromASavedModel) {
   r = run("generate --model " + (tmp / "nope").string() + " --prompt x");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("tokenizer.json"), std::string::npos) << r.output;
+}
+
+// predict-mapper writes, per context of a make-mapper-data directory, the mapper's forward (what the library
+// computes) where the labels were, with the sinks +inf, and the features unchanged; a missing directory is an error.
+TEST(CliPredictMapper, WritesTheMapperForwardInPlaceOfTheLabels) {
+  TempDir tmp;
+  const std::string src = PROXYKV_SOURCE_DIR;
+  const std::string tasks = (tmp / "tasks.jsonl").string(), data = (tmp / "data").string(),
+                    pred = (tmp / "pred").string();
+  CommandResult r = run("make-tasks --task niah_single --length 64 --facts 1 --queries 1 --n 2 --seed 5 --out " + tasks);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("make-mapper-data --proxy " + src + "/models/proxy --target " + src + "/models/target --data " + tasks +
+          " --out " + data + " --channels kvzip,window_attn,key_norm,value_norm --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("predict-mapper --mapper " + src + "/models/mapper --data " + data + " --out " + pred);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  std::ifstream in(pred + "/manifest.json");
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  ASSERT_EQ(manifest.at("shards").size(), 1u);
+  const std::string shard = manifest["shards"][0]["file"].get<std::string>();
+  auto got = load_all_tensors(pred + "/" + shard);
+  auto orig = load_all_tensors(data + "/" + shard);
+  ASSERT_TRUE(got.is_ok() && orig.is_ok());
+  mapper::MapperPairShape shape;
+  shape.channels = 4;
+  shape.proxy_layers = manifest["proxy"]["layers"].get<int64_t>();
+  shape.proxy_kv_heads = manifest["proxy"]["kv_heads"].get<int64_t>();
+  shape.target_layers = manifest["target"]["layers"].get<int64_t>();
+  shape.target_kv_heads = manifest["target"]["kv_heads"].get<int64_t>();
+  auto loaded = mapper::load_mapper(src + "/models/mapper", shape);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  const int64_t sinks = manifest.at("n_sink").get<int64_t>();
+  for (int i = 0; i < 2; ++i) {
+    const at::Tensor features = orig->at("features." + std::to_string(i));
+    EXPECT_TRUE(at::equal(got->at("features." + std::to_string(i)), features));
+    const at::Tensor p = got->at("labels." + std::to_string(i));
+    at::NoGradGuard no_grad;
+    const at::Tensor want = loaded->mapper->forward(features.to(at::kFloat).unsqueeze(0))[0];
+    ASSERT_EQ(p.sizes(), want.sizes());
+    EXPECT_TRUE(at::allclose(p.narrow(1, sinks, p.size(1) - sinks), want.narrow(1, sinks, want.size(1) - sinks)));
+    EXPECT_TRUE(p.narrow(1, 0, sinks).isinf().all().item<bool>());
+  }
+
+  r = run("predict-mapper --mapper " + src + "/models/mapper --data " + (tmp / "nope").string() + " --out " + pred);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("nope"), std::string::npos) << r.output;
 }
 
 // --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
