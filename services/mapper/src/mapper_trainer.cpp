@@ -241,6 +241,21 @@ Result<std::vector<MapperEpochMetrics>> train_mapper_epochs(HybridAxialMapper& m
   const MapperPairShape& shape = mapper->config().shape;
   PROXYKV_RETURN_IF_ERROR(check_samples(train_in, shape, "training"));
   PROXYKV_RETURN_IF_ERROR(check_samples(val_in, shape, "validation"));
+  if (mapper->config().input_transform == "log") {
+    // The "log" transform clamps at 0 before its log: on features that are already logs (proxy_features.h writes
+    // the attention channels as log(s + 1e-6) <= 0) it maps every value to one constant, and the mapper trains
+    // blind to them. That happened to every mapper before 2026-12-03; refused by name since.
+    for (const auto* set : {&train_in, &val_in}) {
+      for (const MapperSample& s : *set) {
+        const double lo = s.features.min().item<double>();
+        if (lo < 0) {
+          return invalid_argument("mapper training: input_transform \"log\" on features with negative values (" +
+                                  std::to_string(lo) + " in '" + s.id +
+                                  "'): they are already logs (proxy_features.h); use \"none\"");
+        }
+      }
+    }
+  }
   const std::vector<MapperSample> train = with_label_rows(train_in, config.label_rows);
   const std::vector<MapperSample> val = with_label_rows(val_in, config.label_rows);
   if (train.empty()) return invalid_argument("mapper training: the training set is empty");

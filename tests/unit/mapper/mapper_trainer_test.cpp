@@ -66,6 +66,22 @@ TEST(MapperTrainer, RefusesSamplesOfAnotherShape) {
   EXPECT_FALSE(train_mapper_epochs(mapper, {}, {}, MapperTrainConfig{}).is_ok());  // nothing to train on
 }
 
+// The "log" input transform clamps at 0: features that are already logs (the proxy's attention channels) would
+// all map to one constant, so training refuses them by name; "none" takes them.
+TEST(MapperTrainer, RefusesTheLogTransformOnFeaturesThatAreLogsAlready) {
+  MapperConfig config = small_config(2, 2, 2, 2, 2);
+  std::vector<MapperSample> logs = {{at::log(at::rand({2, 4, 20}) + 1e-6), at::rand({4, 20}), "ctx-log"}};
+  MapperTrainConfig tc;
+  tc.epochs = 0;
+  HybridAxialMapper with_log(config);
+  Result<std::vector<MapperEpochMetrics>> r = train_mapper_epochs(with_log, logs, {}, tc);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("already logs"), std::string::npos) << r.status().message();
+  config.input_transform = "none";
+  HybridAxialMapper with_none(config);
+  EXPECT_TRUE(train_mapper_epochs(with_none, logs, {}, tc).is_ok());
+}
+
 TEST(MapperTrainer, FitsASyntheticPair) {
   // Proxy 2 layers x 2 KV heads with 2 channels; target 2 layers x 2 KV heads. Each target row is a delayed,
   // scaled copy of one proxy head (testing::synthetic_labels): the mapper must learn which head, which delay and

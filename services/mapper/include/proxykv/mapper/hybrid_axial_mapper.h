@@ -76,7 +76,9 @@ struct MapperConfig {
   std::string target_id;  // free-form, informational
 
   std::string variant = "hybrid";       // "hybrid" | "linear"
-  std::string input_transform = "log";  // "log" | "symlog" | "none"
+  // "log" | "symlog" | "none". "log" is for raw masses >= 0; proxy_features.h already writes its attention
+  // channels as logs, so mappers of those features use "none" (train_mapper_epochs refuses "log" on negatives).
+  std::string input_transform = "log";
   double input_eps = 1e-6;
   int64_t d_model = 32;
   int64_t conv_kernel = 5;  // odd
