@@ -16,7 +16,8 @@
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
 # --level: the selection level of the methods, proxykv and mapper stages (default global, KVzip's); the mapper's
 #   loss then ranks at that level too (loss.level; heads_per_layer from the target's config). token (the same
-#   tokens kept in every layer and head) is a selection rule only: its mapper is trained with the layer-level loss.
+#   tokens kept in every layer and head) is a selection rule only: its mapper learns the labels' max over the rows
+#   (train.label_rows "max") with a global-level loss.
 # --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
@@ -115,7 +116,9 @@ import ast, json, sys
 name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
 loss = c.setdefault("train", {}).setdefault("loss", {})
-loss["level"] = "layer" if level == "token" else level  # token: a selection rule, trained at layer level
+loss["level"] = "global" if level == "token" else level  # token: every row learns the max over the rows
+if level == "token":
+    c["train"]["label_rows"] = "max"
 if loss["level"] == "layer":
     loss["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 else:
