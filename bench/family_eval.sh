@@ -183,17 +183,7 @@ if has proxykv; then
       "${rt[@]}"
   done
   # mean over rho of accuracy(method) / accuracy(kvzip), per file
-  python3 - "$out"/results/proxykv-*.json <<'EOF'
-import json, sys
-for path in sys.argv[1:]:
-    rows = json.load(open(path))["summary"]
-    acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in rows}
-    ratios = sorted({k[1] for k in acc if k[0] == "kvzip"})
-    print(f"\n{path}: accuracy / kvzip accuracy, per ratio and mean over {ratios}")
-    for m in sorted({k[0] for k in acc if k[0] not in ("full", "kvzip")}):
-        per = [acc[(m, r)] / acc[("kvzip", r)] if acc.get(("kvzip", r)) else float("nan") for r in ratios]
-        print(f"  {m:16s} " + " ".join(f"{x:6.3f}" for x in per) + f"   mean {sum(per) / len(per):.3f}")
-EOF
+  python3 bench/results_table.py --vs kvzip --per-ratio "$out"/results/proxykv-*.json
 fi
 
 if has cost; then

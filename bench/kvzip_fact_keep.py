@@ -8,9 +8,12 @@ layer-level budget, sinks not special-cased) and prints, per layer, the kept sha
 
 With --per-head the share is printed per (layer, KV head) row: a layer's budget may sit on one of its heads.
 With --level token the top `--rho` of the tokens by their best score over every row is kept in every row (the
-selection level `token`). The row `all 4 d` is the share of facts whose four digits are all kept.
+selection level `token`). The row `all 4 d` is the share of facts whose four digits are all kept. With --feature
+NAME the scores are that proxy feature channel (`features.i`, one row per proxy head) instead of the labels, e.g.
+`--feature kvzip --level token` is how proxy_direct selects.
 
 usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3] [--per-head] [--level layer|token]
+       [--feature NAME]
 """
 import argparse
 import json
@@ -28,12 +31,13 @@ def main():
     ap.add_argument("--rho", type=float, default=0.3)
     ap.add_argument("--per-head", action="store_true", help="one column per (layer, KV head)")
     ap.add_argument("--level", choices=["layer", "token"], default="layer")
+    ap.add_argument("--feature", help="score with this proxy feature channel instead of the labels")
     a = ap.parse_args()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
-    manifest, samples = read_dir(a.data_dir)
+    manifest, samples = read_dir(a.data_dir, a.feature)
     if len(samples) != len(ctxs):
         raise SystemExit(f"{a.data_dir}: {len(samples)} contexts, {a.jsonl}: {len(ctxs)}")
-    heads = manifest["target"]["kv_heads"]
+    heads = manifest["proxy" if a.feature else "target"]["kv_heads"]
     keep = defaultdict(lambda: [0, 0])
     for ctx, (sample, rows, T, x) in zip(ctxs, samples):
         if sample["id"] != ctx["id"]:

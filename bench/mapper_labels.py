@@ -2,7 +2,9 @@
 
 A data directory holds manifest.json (its `shards`, the `target` shape) and shard-NNNNN.safetensors files; in a shard,
 tensor `labels.i` ([L*H, T] float32, layer-major rows L0h0 L0h1 L1h0 ...; sinks +inf) belongs to the i-th entry of
-the `samples` list in the header's metadata. The safetensors header is JSON, the data little-endian.
+the `samples` list in the header's metadata; `features.i` ([C, P, T], proxy heads layer-major) holds the proxy's
+feature channels, of which `channel` picks one as [P, T] rows. The safetensors header is JSON, the data
+little-endian.
 """
 import array
 import json
@@ -10,28 +12,40 @@ import os
 import struct
 
 
-def read_shard(path):
-    """[(sample, rows, T, values)] of one shard, in sample order; values is a flat array('f') of rows * T."""
+def read_shard(path, channel=None):
+    """[(sample, rows, T, values)] of one shard, in sample order; values is a flat array('f') of rows * T: the
+    labels, or with `channel` (an index) that channel of the features."""
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     out = []
     for i, sample in enumerate(json.loads(header["__metadata__"]["samples"])):
-        meta = header[f"labels.{i}"]
+        name = f"labels.{i}" if channel is None else f"features.{i}"
+        meta = header[name]
         if meta["dtype"] != "F32":
-            raise SystemExit(f"{path}: labels.{i} is {meta['dtype']}, expected F32")
+            raise SystemExit(f"{path}: {name} is {meta['dtype']}, expected F32")
         begin, end = meta["data_offsets"]
         values = array.array("f")
         values.frombytes(raw[8 + n + begin:8 + n + end])
-        rows, t = meta["shape"]
+        if channel is None:
+            rows, t = meta["shape"]
+        else:
+            _, rows, t = meta["shape"]
+            values = values[channel * rows * t:(channel + 1) * rows * t]
         out.append((sample, rows, t, values))
     return out
 
 
-def read_dir(data_dir):
-    """(manifest, [(sample, rows, T, values)] of every shard in manifest order)."""
+def read_dir(data_dir, channel=None):
+    """(manifest, [(sample, rows, T, values)] of every shard in manifest order); `channel` (a name of the
+    manifest's `channels`) reads that feature channel instead of the labels."""
     manifest = json.load(open(os.path.join(data_dir, "manifest.json")))
+    index = None
+    if channel is not None:
+        if channel not in manifest["channels"]:
+            raise SystemExit(f"{data_dir}: no feature channel {channel!r} (has {manifest['channels']})")
+        index = manifest["channels"].index(channel)
     samples = []
     for shard in manifest["shards"]:
-        samples += read_shard(os.path.join(data_dir, shard["file"]))
+        samples += read_shard(os.path.join(data_dir, shard["file"]), index)
     return manifest, samples

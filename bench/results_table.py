@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Markdown tables from `proxykv eval` results JSON files, for bench/RESULTS.md.
 
-    python3 bench/results_table.py [--per-task] [--vs METHOD] R1.json [R2.json ...]
+    python3 bench/results_table.py [--per-task] [--vs METHOD [--per-ratio]] [--recall] R1.json [R2.json ...]
 
 One table per file: a row per method, a column per keep ratio, accuracy over all queries (the file's `summary`),
-then full's accuracy and the retention accuracy/full at each ratio; --vs kvzip adds accuracy/kvzip. --per-task
-adds one row per (method, task).
+then full's accuracy and the retention accuracy/full at each ratio; --vs kvzip adds accuracy/kvzip. --per-ratio
+then lists, per method, accuracy/METHOD at each ratio and their mean. --recall lists recall_vs_kvzip (the share of
+KVzip's kept entries a method keeps too, query-weighted over the tasks) per ratio. --per-task adds one row per
+(method, task).
 """
 import argparse
 import json
@@ -16,6 +18,8 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--per-task", action="store_true")
     ap.add_argument("--vs", default="")
+    ap.add_argument("--per-ratio", action="store_true")
+    ap.add_argument("--recall", action="store_true")
     a = ap.parse_args()
     for path in a.files:
         d = json.load(open(path))
@@ -42,6 +46,25 @@ def main():
         full_bytes = acc.get(("full", 1.0), {}).get("kv_bytes")
         if full_bytes:
             print("\nkv_bytes / full: " + ", ".join(f"rho {x}: {kv[x] / full_bytes:.3f}" for x in kv))
+        if a.vs and a.per_ratio:
+            print(f"\naccuracy / {a.vs} at rho {' / '.join(str(x) for x in ratios)}, then the mean:\n")
+            for m in methods:
+                if m == a.vs:
+                    continue
+                rel = [acc[(m, x)]["accuracy"] / acc[(a.vs, x)]["accuracy"] if acc[(a.vs, x)]["accuracy"]
+                       else float("nan") for x in ratios]
+                print(f"- `{m}`: " + " / ".join(f"{r:.2f}" for r in rel) + f", mean **{sum(rel) / len(rel):.3f}**")
+        if a.recall:
+            rec = {}
+            for r in d["results"]:
+                if "recall_vs_kvzip" in r:
+                    s = rec.setdefault((r["method"], round(r["keep_ratio"], 3)), [0.0, 0])
+                    s[0] += r["recall_vs_kvzip"] * r["queries"]
+                    s[1] += r["queries"]
+            print(f"\nrecall_vs_kvzip at rho {' / '.join(str(x) for x in ratios)}:\n")
+            for m in methods:
+                if (m, ratios[0]) in rec:
+                    print(f"- `{m}`: " + " / ".join(f"{rec[(m, x)][0] / rec[(m, x)][1]:.3f}" for x in ratios))
         if a.per_task:
             rows = d["results"]
             tasks = list(dict.fromkeys(r["task"] for r in rows))

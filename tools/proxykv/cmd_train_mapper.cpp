@@ -18,9 +18,9 @@
 #include "commands.h"
 #include "proxykv/eval/proxy_methods.h"
 #include "proxykv/mapper/mapper_checkpoint.h"
+#include "proxykv/mapper/mapper_trainer.h"
 #include "proxykv/tensor/safetensors.h"
 #include "proxykv/tensor/torch_tensor.h"
-#include "proxykv/mapper/mapper_trainer.h"
 #include "proxykv/training/mapper_data.h"
 
 namespace proxykv::cli {
@@ -191,16 +191,17 @@ Status run_predict_mapper(const std::string& mapper_dir, const std::string& data
       tensors.push_back(std::move(pt));
       meta.push_back({{"id", s.id}, {"tokens", pred.size(1)}});
     }
-    std::ostringstream name;
-    name << "shard-" << std::setw(5) << std::setfill('0') << shard << ".safetensors";
+    const std::string name = training::mapper_shard_name(shard);
     PROXYKV_RETURN_IF_ERROR(
-        write_safetensors((std::filesystem::path(out) / name.str()).string(), tensors, {{"samples", meta.dump()}}));
-    shards.push_back({{"file", name.str()}, {"contexts", end - begin}});
+        write_safetensors((std::filesystem::path(out) / name).string(), tensors, {{"samples", meta.dump()}}));
+    shards.push_back({{"file", name}, {"contexts", end - begin}});
     begin = end;
   }
   manifest["shards"] = shards;
   manifest["predicted_by"] = mapper_dir;
-  std::ofstream(std::filesystem::path(out) / "manifest.json") << manifest.dump(2) << "\n";
+  std::ofstream manifest_out(std::filesystem::path(out) / "manifest.json");
+  manifest_out << manifest.dump(2) << "\n";
+  if (!manifest_out) return invalid_argument(out + ": cannot write manifest.json");
   std::cout << "predict-mapper: " << samples.size() << " contexts -> " << out << "\n";
   return Status::ok();
 }

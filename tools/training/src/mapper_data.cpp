@@ -24,13 +24,13 @@ json model_shape(const DecoderLM& m) {
           {"params", m.spec().num_parameters()}};
 }
 
-std::string shard_name(size_t i) {
+}  // namespace
+
+std::string mapper_shard_name(size_t i) {
   std::ostringstream s;
   s << "shard-" << std::setw(5) << std::setfill('0') << i << ".safetensors";
   return s.str();
 }
-
-}  // namespace
 
 Status make_mapper_data(const DecoderLM& proxy, const DecoderLM& target, const Tokenizer& tokenizer,
                         const std::vector<tasks::TaskContext>& contexts, const MapperDataOptions& options,
@@ -52,7 +52,7 @@ Status make_mapper_data(const DecoderLM& proxy, const DecoderLM& target, const T
   json samples = json::array();
   auto flush = [&]() -> Status {
     if (samples.empty()) return Status::ok();
-    const std::string name = shard_name(shards.size());
+    const std::string name = mapper_shard_name(shards.size());
     PROXYKV_RETURN_IF_ERROR(
         write_safetensors((fs::path(out_dir) / name).string(), tensors, {{"samples", samples.dump()}}));
     shards.push_back({{"file", name}, {"contexts", samples.size()}});

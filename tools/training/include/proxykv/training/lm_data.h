@@ -94,10 +94,9 @@ struct PhaseMix {
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
   // Context dropout (eviction-robust training): with probability context_drop_share a task sequence's questions
   // and answers see its context thinned, per (layer, KV head), at a rate drawn uniformly from
-  // [context_drop_min, context_drop_max]
-  // (lm_trainer.h: context_drop_mask). 0 (default): off, no random draw.
+  // [context_drop_min, context_drop_max] (lm_trainer.h: context_drop_mask). 0 (default): off, no random draw.
   double context_drop_share = 0;
-  double context_drop_min = 0.0;  // the rate is drawn from [context_drop_min, context_drop_max]
+  double context_drop_min = 0.0;
   double context_drop_max = 1.0;
   // context_drop_facts: the facts' words may be dropped too. context_drop_layers: the layers thinned (empty: all).
   // Together they teach a model to answer with the facts gone from some layers, as a scorer that keeps them only

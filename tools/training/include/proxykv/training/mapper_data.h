@@ -46,6 +46,9 @@ struct MapperDataset {
   std::vector<MapperSample> samples;
 };
 
+// The file name of shard i of a data directory ("shard-00000.safetensors", ...).
+std::string mapper_shard_name(size_t i);
+
 // Reads a data directory written by make_mapper_data, validating shapes against the manifest.
 Result<MapperDataset> read_mapper_data(const std::string& dir);
 
