@@ -5,12 +5,14 @@
 #
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
 #                             [--n N] [--lengths L1,L2] [--level global|layer|head|token] [--device cpu|cuda] [--threads T]
+#                             [--jobs J] [--mapper DIR]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
 #            the target's reconstruction accuracy (eval-repeat)                                   (issue 3)
 #   methods  every method x keep ratio on the target, two lengths, with kv_bytes, score_s and the plot (issue 4)
-#   mapper   retrains models/mapper on the final pair (training seeds 101.., validation seed 202..)    (issue 5)
+#   mapper   retrains the shipped mapper of --level on the final pair: models/mapper (token) or models/mapper-LEVEL
+#            (training seeds 101.., validation seed 202..)                                            (issue 5)
 #   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time),
 #            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
@@ -20,6 +22,7 @@
 #   (train.label_rows "max") with a global-level loss.
 # --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
+# --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2). --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level).
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
 # mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
@@ -35,6 +38,8 @@ device="cpu"
 threads="${PROXYKV_THREADS:-0}"
 quick=0
 ablations=1
+jobs=1
+main_mapper=""
 bin="build/bin"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -47,6 +52,8 @@ while [[ $# -gt 0 ]]; do
     --threads) threads="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --no-ablations) ablations=0; shift ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    --mapper) main_mapper="$2"; shift 2 ;;
     -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "family_eval.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -117,8 +124,7 @@ name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
 c = json.load(open("models/configs/mapper.json"))
 loss = c.setdefault("train", {}).setdefault("loss", {})
 loss["level"] = "global" if level == "token" else level  # token: every row learns the max over the rows
-if level == "token":
-    c["train"]["label_rows"] = "max"
+c["train"]["label_rows"] = "max" if level == "token" else "each"
 if loss["level"] == "layer":
     loss["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 else:
@@ -147,14 +153,24 @@ if has mapper || has proxykv; then
       --data "$out/data/mapper-$s.jsonl" --out "$out/data/mapper-$s" --channels "$channels" "${rt[@]}"
   done
 fi
+# The shipped mappers: models/mapper for level token (the level the demo and the headline numbers use),
+# models/mapper-LEVEL for the others (models/mapper-layer is bundled too).
+shipped_mapper="models/mapper"
+[[ $level != token ]] && shipped_mapper="models/mapper-$level"
 if has mapper; then
-  dest="models/mapper"
+  dest="$shipped_mapper"
   [[ $quick == 1 ]] && dest="$out/mapper-quick"
   run "$bin/proxykv" train-mapper --config "$(mapper_config main "$dest" "{}")"
 fi
 
-main_mapper="models/mapper"
-[[ $quick == 1 ]] && main_mapper="$out/mapper-quick"
+if [[ -z $main_mapper ]]; then
+  main_mapper="$shipped_mapper"
+  [[ $quick == 1 ]] && main_mapper="$out/mapper-quick"
+fi
+if { has proxykv || has cost; } && [[ ! -f $main_mapper/mapper.json ]]; then
+  echo "family_eval.sh: no mapper in $main_mapper for level $level; run --stages mapper first or give --mapper DIR" >&2
+  exit 2
+fi
 if has proxykv; then
   run "$bin/proxykv" calibrate-iam --data "$out/data/mapper-train" --out "$out/iam.json"
   declare -A ablation=(
@@ -169,11 +185,23 @@ if has proxykv; then
   specs="proxykv=$main_mapper"
   methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv"
   if [[ $ablations == 1 ]]; then
+    running=0
     for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
       dir="$out/ablations/$name"
-      [[ -f "$dir/mapper.json" ]] || run "$bin/proxykv" train-mapper --config "$(mapper_config "$name" "$dir" "${ablation[$name]}")"
       specs+=",$name=$dir"
+      [[ -f "$dir/mapper.json" ]] && continue
+      config="$(mapper_config "$name" "$dir" "${ablation[$name]}")"
+      if [[ $jobs -le 1 ]]; then
+        run "$bin/proxykv" train-mapper --config "$config"
+        continue
+      fi
+      if [[ $running -ge $jobs ]]; then wait -n; running=$((running - 1)); fi
+      echo "+ $bin/proxykv train-mapper --config $config > $out/ablations/$name.log" >&2
+      mkdir -p "$out/ablations"
+      "$bin/proxykv" train-mapper --config "$config" >"$out/ablations/$name.log" 2>&1 &
+      running=$((running + 1))
     done
+    while [[ $running -gt 0 ]]; do wait -n; running=$((running - 1)); done
     methods+=",proxykv_mse,proxykv_linear,no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
   fi
   for f in "${method_files[@]}"; do

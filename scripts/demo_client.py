@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The demo's client: one long context compressed by each method on a running proxykv-target, then its question.
 
-  python3 scripts/demo_client.py http://127.0.0.1:PORT TASKS.jsonl [--keep-ratio 0.25] [--level layer]
+  python3 scripts/demo_client.py http://127.0.0.1:PORT TASKS.jsonl [--keep-ratio 0.25] [--level token]
 
 Prints, per method, what the target really used, the KV bytes kept, the time to compressed cache, the answer
 and whether it contains the expected one (TASKS.md's string match).
@@ -23,8 +23,9 @@ def main():
     ap.add_argument("url")
     ap.add_argument("tasks")
     ap.add_argument("--keep-ratio", type=float, default=0.25)
-    # layer: on the tiny target a global budget collapses onto one copy head (bench/RESULTS.md, methods section)
-    ap.add_argument("--level", choices=("global", "layer", "head"), default="layer")
+    # token: the same tokens kept in every layer and head, the level models/mapper is trained for; a global budget
+    # collapses onto one copy head of the tiny target (bench/RESULTS.md, methods and token-level sections)
+    ap.add_argument("--level", choices=("global", "layer", "head", "token"), default="token")
     args = ap.parse_args()
     with open(args.tasks) as f:
         task = json.loads(f.readline())
