@@ -189,7 +189,7 @@ if has proxykv; then
     for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
       dir="$out/ablations/$name"
       specs+=",$name=$dir"
-      [[ -f "$dir/mapper.json" ]] && continue
+      [[ -f "$dir/train_history.json" ]] && continue  # written when its training finished
       config="$(mapper_config "$name" "$dir" "${ablation[$name]}")"
       if [[ $jobs -le 1 ]]; then
         run "$bin/proxykv" train-mapper --config "$config"

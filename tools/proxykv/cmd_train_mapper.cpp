@@ -19,6 +19,7 @@
 #include "proxykv/eval/proxy_methods.h"
 #include "proxykv/mapper/mapper_checkpoint.h"
 #include "proxykv/mapper/mapper_trainer.h"
+#include "proxykv/scoring/feature_channels.h"
 #include "proxykv/tensor/safetensors.h"
 #include "proxykv/tensor/torch_tensor.h"
 #include "proxykv/training/mapper_data.h"
@@ -89,6 +90,17 @@ Status run(const std::string& config_path) {
     return invalid_argument("train and val data come from different channels or model pairs");
   }
   json mcfg = cfg.value("mapper", json::object());
+  const auto channels = train_manifest.at("channels").get<std::vector<std::string>>();
+  // The input transform follows the channels' encoding unless the config names one, which must then fit them:
+  // "log" on the log-mass channels made every value one constant (the blind mappers of 2026-12-03).
+  if (mcfg.is_object() && !mcfg.contains("input_transform")) {
+    bool any_log_mass = false;
+    for (const auto& c : channels) {
+      PROXYKV_ASSIGN_OR_RETURN(scoring::FeatureEncoding e, scoring::feature_channel_encoding(c));
+      any_log_mass = any_log_mass || e == scoring::FeatureEncoding::kLogMass;
+    }
+    mcfg["input_transform"] = any_log_mass ? "none" : "log";
+  }
   const mapper::MapperPairShape shape = shape_of(train_manifest);
   mcfg["channels"] = shape.channels;
   mcfg["proxy_layers"] = shape.proxy_layers;
@@ -96,12 +108,21 @@ Status run(const std::string& config_path) {
   mcfg["target_layers"] = shape.target_layers;
   mcfg["target_kv_heads"] = shape.target_kv_heads;
   PROXYKV_ASSIGN_OR_RETURN(mapper::MapperConfig mapper_config, mapper::MapperConfig::from_json(mcfg, config_path));
+  if (Status readable = scoring::check_input_transform(mapper_config.input_transform, channels); !readable.is_ok()) {
+    return Status(readable.code(), config_path + ": " + readable.message());
+  }
   PROXYKV_ASSIGN_OR_RETURN(mapper::MapperTrainConfig train_config,
                            mapper::MapperTrainConfig::from_json(cfg.value("train", json::object()), config_path));
   torch::manual_seed(train_config.seed);
   mapper::HybridAxialMapper model(mapper_config);
   std::cout << "train-mapper: " << shape.to_string() << ", " << mapper::count_parameters(*model) << " parameters, "
-            << train.size() << " train / " << val.size() << " val contexts" << std::endl;
+            << train.size() << " train / " << val.size() << " val contexts, input_transform "
+            << mapper_config.input_transform << std::endl;
+
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return invalid_argument(out_dir + ": cannot create: " + ec.message());
+  PROXYKV_RETURN_IF_ERROR(eval::save_mapper_channels(out_dir, channels));  // first: every checkpoint below needs it
 
   mapper::MapperTrainHooks hooks;
   hooks.on_step = [](const mapper::MapperStepInfo& s) {
@@ -127,8 +148,6 @@ Status run(const std::string& config_path) {
   };
   PROXYKV_ASSIGN_OR_RETURN(auto history, mapper::train_mapper_epochs(model, train, val, train_config, hooks));
   PROXYKV_RETURN_IF_ERROR(save_status);
-  PROXYKV_RETURN_IF_ERROR(
-      eval::save_mapper_channels(out_dir, train_manifest.at("channels").get<std::vector<std::string>>()));
   json log = json::array();
   for (const auto& m : history) {
     json recall = json::object();

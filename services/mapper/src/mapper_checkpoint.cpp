@@ -8,6 +8,8 @@
 
 #include <ATen/core/grad_mode.h>
 
+#include "proxykv/mapper/mapper_registry.h"
+#include "proxykv/scoring/feature_channels.h"
 #include "proxykv/tensor/safetensors.h"
 #include "proxykv/tensor/torch_tensor.h"
 
@@ -94,6 +96,13 @@ Result<LoadedMapper> load_mapper(const std::string& dir, const MapperPairShape& 
     return failed_precondition(dir + ": this mapper was trained for another (proxy, target) pair: expected " +
                                expected.to_string() + ", found " + config.shape.to_string() + " (proxy_id '" +
                                config.proxy_id + "', target_id '" + config.target_id + "')");
+  }
+  // The channels it reads (features.json, when the checkpoint has one: train-mapper writes it) must survive its
+  // input transform; a "log" mapper of log-mass channels saw one constant in training and would score blind.
+  if (fs::exists(fs::path(dir) / "features.json")) {
+    PROXYKV_ASSIGN_OR_RETURN(std::vector<std::string> channels, read_feature_channels(dir));
+    Status readable = scoring::check_input_transform(config.input_transform, channels);
+    if (!readable.is_ok()) return Status(readable.code(), dir + ": " + readable.message());
   }
   const std::string weights_path = (fs::path(dir) / "mapper.safetensors").string();
   PROXYKV_ASSIGN_OR_RETURN(auto tensors, load_all_tensors(weights_path));

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 
+#include "proxykv/scoring/feature_channels.h"
 #include "proxykv/scoring/scorers.h"
 
 namespace proxykv::proxy {
@@ -27,18 +28,18 @@ at::Tensor log_mass(const at::Tensor& rows) { return at::log(rows.clamp_min(0) +
 }  // namespace
 
 const std::vector<std::string>& feature_channel_names() {
-  static const std::vector<std::string> names{"kvzip", "window_attn", "h2o", "key_norm", "value_norm"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& c : scoring::feature_channels()) n.push_back(c.name);
+    return n;
+  }();
   return names;
 }
 
 Status validate_feature_options(const FeatureOptions& options) {
   if (options.channels.empty()) return invalid_argument("feature channels: at least one is needed");
-  const auto& known = feature_channel_names();
   for (const auto& c : options.channels) {
-    if (std::find(known.begin(), known.end(), c) == known.end()) {
-      return invalid_argument("feature channel '" + c +
-                              "' is unknown (known: kvzip, window_attn, h2o, key_norm, value_norm)");
-    }
+    PROXYKV_RETURN_IF_ERROR(scoring::feature_channel_encoding(c).status());
     if (std::count(options.channels.begin(), options.channels.end(), c) > 1) {
       return invalid_argument("feature channel '" + c + "' is listed twice");
     }

@@ -215,7 +215,38 @@ TEST(CliPredictMapper, WritesTheMapperForwardInPlaceOfTheLabels) {
   EXPECT_NE(r.output.find("nope"), std::string::npos) << r.output;
 }
 
-// --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
+// train-mapper picks the input transform from the channels' encoding when the config names none ("none" for the
+// log-mass channels), and refuses "log" on them by channel name before training: the blind mappers of 2026-12-03
+// had read log(s + 1e-6) through a transform that clamps at 0.
+TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
+  TempDir tmp;
+  const std::string src = PROXYKV_SOURCE_DIR;
+  const std::string tasks = (tmp / "tasks.jsonl").string(), data = (tmp / "data").string();
+  CommandResult r = run("make-tasks --task niah_single --length 64 --facts 1 --queries 1 --n 2 --seed 9 --out " + tasks);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("make-mapper-data --proxy " + src + "/models/proxy --target " + src + "/models/target --data " + tasks +
+          " --out " + data + " --channels kvzip,key_norm --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto config = [&](const std::string& name, const std::string& mapper) {
+    const fs::path path = tmp / (name + ".json");
+    std::ofstream(path) << R"({"train_data": ")" << data << R"(", "val_data": ")" << data << R"(", "out_dir": ")"
+                        << (tmp / name).string() << R"(", "mapper": )" << mapper
+                        << R"(, "train": {"epochs": 1, "window": 32, "stride": 32, "batch_size": 2}})";
+    return path.string();
+  };
+  r = run("train-mapper --config " + config("with-log", R"({"input_transform": "log", "d_model": 8, "n_attn_heads": 2})"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("channel 'kvzip'"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "with-log" / "mapper.json"));
+
+  r = run("train-mapper --config " + config("chosen", R"({"d_model": 8, "n_attn_heads": 2})"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("input_transform none"), std::string::npos) << r.output;
+  std::ifstream in(tmp / "chosen" / "mapper.json");
+  EXPECT_EQ(nlohmann::json::parse(in).at("config").at("input_transform"), "none");
+  EXPECT_TRUE(fs::exists(tmp / "chosen" / "features.json"));
+}
+
 // A key train-mapper does not know is refused before any data is read: a top-level "loss" (it belongs under
 // "train") was once silently ignored, so every ablation mapper trained with the default loss.
 TEST(CliTrainMapper, UnknownConfigKeyIsRefused) {
@@ -230,6 +261,7 @@ TEST(CliTrainMapper, UnknownConfigKeyIsRefused) {
   EXPECT_EQ(r.output.find("unknown key"), std::string::npos) << r.output;
 }
 
+// --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
 TEST(CliTrainLm, LogAppendsTheProgressLines) {
   TempDir tmp;
   const std::string config = (tmp / "tiny.json").string();

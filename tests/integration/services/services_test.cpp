@@ -73,6 +73,7 @@ void write_mapper(const fs::path& dir) {
   c.time_window = 16;
   c.n_attn_heads = 2;
   c.dropout = 0.0;
+  c.input_transform = "none";  // kChannels has log-mass channels; load_mapper refuses "log" on them
   torch::manual_seed(5);
   mapper::HybridAxialMapper m(c);
   m->eval();

@@ -158,5 +158,43 @@ TEST_F(MapperCheckpointTest, SaveRefusesAConfigThatDoesNotDescribeTheMapper) {
   EXPECT_EQ(read_mapper_config(dir_.string())->target_id, "another-name");
 }
 
+// A checkpoint whose input transform would flatten the channels its features.json names is refused at load, by
+// channel name: the mappers of 2026-12-03 and before read log-mass channels through "log" and saw one constant.
+TEST_F(MapperCheckpointTest, RefusesAnInputTransformThatFlattensItsChannels) {
+  auto write_channels = [&](const std::string& list) {
+    std::ofstream(dir_ / "features.json") << "{\"channels\": [" << list << "]}\n";
+  };
+  MapperConfig config = small_config(2, 1, 2, 2, 2);
+  config.input_transform = "log";
+  save_trained_looking(config);
+  EXPECT_TRUE(load_mapper(dir_.string(), config.shape).is_ok());  // no features.json: nothing to check against
+
+  write_channels("\"key_norm\", \"value_norm\"");  // linear magnitudes: "log" reads them
+  EXPECT_TRUE(load_mapper(dir_.string(), config.shape).is_ok());
+
+  write_channels("\"kvzip\", \"value_norm\"");
+  Result<LoadedMapper> loaded = load_mapper(dir_.string(), config.shape);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kFailedPrecondition);
+  const std::string& m = loaded.status().message();
+  EXPECT_NE(m.find(dir_.string()), std::string::npos) << m;
+  EXPECT_NE(m.find("'kvzip'"), std::string::npos) << m;
+  EXPECT_NE(m.find("input_transform \"none\""), std::string::npos) << m;
+
+  write_channels("\"attention_of_the_future\", \"value_norm\"");
+  loaded = load_mapper(dir_.string(), config.shape);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.status().message().find("known: kvzip, window_attn, h2o, key_norm, value_norm"), std::string::npos)
+      << loaded.status().message();
+
+  for (const char* transform : {"none", "symlog"}) {  // both keep the log masses' order
+    config.input_transform = transform;
+    save_trained_looking(config);
+    write_channels("\"kvzip\", \"window_attn\"");
+    EXPECT_TRUE(load_mapper(dir_.string(), config.shape).is_ok()) << transform;
+  }
+}
+
 }  // namespace
 }  // namespace proxykv::mapper

@@ -23,6 +23,7 @@ struct CheckpointDir {
     std::random_device rd;
     path = fs::temp_directory_path() / ("proxykv-registry-" + std::to_string(rd()));
     fs::create_directories(path);
+    config.input_transform = "none";  // kvzip is a log-mass channel; load_mapper refuses "log" on it
     torch::manual_seed(3);
     HybridAxialMapper m(config);
     m->eval();

@@ -52,6 +52,7 @@ fs::path write_mapper(const std::string& tag) {
   c.time_window = 8;
   c.n_attn_heads = 2;
   c.dropout = 0.0;
+  c.input_transform = "none";  // kvzip is a log-mass channel; load_mapper refuses "log" on it
   torch::manual_seed(11);
   mapper::HybridAxialMapper m(c);
   m->eval();
