@@ -37,6 +37,33 @@ Result<std::vector<mapper::MapperSample>> load_samples(const std::string& dir, j
   return out;
 }
 
+// "train_data" / "val_data": one make-mapper-data directory or a list of them (e.g. contexts of several lengths);
+// the directories must come from the same channels, model pair and sinks. `manifest` is the first one's.
+Result<std::vector<mapper::MapperSample>> load_sample_dirs(const std::vector<std::string>& dirs, json* manifest) {
+  std::vector<mapper::MapperSample> out;
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    json m;
+    PROXYKV_ASSIGN_OR_RETURN(auto samples, load_samples(dirs[i], &m));
+    if (i == 0) {
+      *manifest = m;
+    } else {
+      for (const char* key : {"channels", "proxy", "target", "n_sink"}) {
+        if (m.value(key, json()) != manifest->value(key, json())) {
+          return invalid_argument(dirs[i] + ": its '" + key + "' differs from " + dirs[0] + "'s (" +
+                                  m.value(key, json()).dump() + " vs " + manifest->value(key, json()).dump() + ")");
+        }
+      }
+    }
+    for (auto& s : samples) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<std::string> dir_list(const json& field) {
+  if (field.is_string()) return {field.get<std::string>()};
+  return field.get<std::vector<std::string>>();  // json::exception (caught by the caller) for anything else
+}
+
 mapper::MapperPairShape shape_of(const json& manifest) {
   mapper::MapperPairShape shape;
   shape.channels = static_cast<int64_t>(manifest.at("channels").size());
@@ -70,11 +97,15 @@ Status run(const std::string& config_path) {
     return invalid_argument(config_path + ": unknown key '" + key + "' (allowed: " + allowed +
                             "; the loss goes under \"train\": {\"loss\": {...}})");
   }
-  std::string train_dir, val_dir, out_dir;
+  std::vector<std::string> train_dirs, val_dirs;
+  std::string out_dir;
   int threads = 1;
   try {
-    train_dir = cfg.at("train_data").get<std::string>();
-    val_dir = cfg.at("val_data").get<std::string>();
+    train_dirs = dir_list(cfg.at("train_data"));
+    val_dirs = dir_list(cfg.at("val_data"));
+    if (train_dirs.empty() || val_dirs.empty()) {
+      return invalid_argument(config_path + ": train_data and val_data each need a directory");
+    }
     out_dir = cfg.at("out_dir").get<std::string>();
     threads = cfg.value("threads", 1);
   } catch (const json::exception& e) {
@@ -82,8 +113,8 @@ Status run(const std::string& config_path) {
   }
   if (threads > 0) at::set_num_threads(threads);
   json train_manifest, val_manifest;
-  PROXYKV_ASSIGN_OR_RETURN(auto train, load_samples(train_dir, &train_manifest));
-  PROXYKV_ASSIGN_OR_RETURN(auto val, load_samples(val_dir, &val_manifest));
+  PROXYKV_ASSIGN_OR_RETURN(auto train, load_sample_dirs(train_dirs, &train_manifest));
+  PROXYKV_ASSIGN_OR_RETURN(auto val, load_sample_dirs(val_dirs, &val_manifest));
   if (train_manifest.at("channels") != val_manifest.at("channels") ||
       train_manifest.at("proxy") != val_manifest.at("proxy") ||
       train_manifest.at("target") != val_manifest.at("target")) {

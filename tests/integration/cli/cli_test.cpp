@@ -227,10 +227,10 @@ TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
   r = run("make-mapper-data --proxy " + src + "/models/proxy --target " + src + "/models/target --data " + tasks +
           " --out " + data + " --channels kvzip,key_norm --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto config = [&](const std::string& name, const std::string& mapper) {
+  auto config = [&](const std::string& name, const std::string& mapper, const std::string& train = "") {
     const fs::path path = tmp / (name + ".json");
-    std::ofstream(path) << R"({"train_data": ")" << data << R"(", "val_data": ")" << data << R"(", "out_dir": ")"
-                        << (tmp / name).string() << R"(", "mapper": )" << mapper
+    std::ofstream(path) << R"({"train_data": )" << (train.empty() ? "\"" + data + "\"" : train) << R"(, "val_data": ")"
+                        << data << R"(", "out_dir": ")" << (tmp / name).string() << R"(", "mapper": )" << mapper
                         << R"(, "train": {"epochs": 1, "window": 32, "stride": 32, "batch_size": 2}})";
     return path.string();
   };
@@ -239,9 +239,20 @@ TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
   EXPECT_NE(r.output.find("channel 'kvzip'"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "with-log" / "mapper.json"));
 
-  r = run("train-mapper --config " + config("chosen", R"({"d_model": 8, "n_attn_heads": 2})"));
+  // train_data may list several directories (contexts of several lengths): their samples are concatenated.
+  r = run("train-mapper --config " +
+          config("chosen", R"({"d_model": 8, "n_attn_heads": 2})", "[\"" + data + "\", \"" + data + "\"]"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("input_transform none"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4 train / 2 val contexts, input_transform none"), std::string::npos) << r.output;
+  // Directories from other channels are refused, naming the key.
+  const std::string other = (tmp / "other").string();
+  r = run("make-mapper-data --proxy " + src + "/models/proxy --target " + src + "/models/target --data " + tasks +
+          " --out " + other + " --channels kvzip --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run("train-mapper --config " + config("mixed", "{}", "[\"" + data + "\", \"" + other + "\"]"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'channels' differs"), std::string::npos) << r.output;
+
   std::ifstream in(tmp / "chosen" / "mapper.json");
   EXPECT_EQ(nlohmann::json::parse(in).at("config").at("input_transform"), "none");
   EXPECT_TRUE(fs::exists(tmp / "chosen" / "features.json"));
