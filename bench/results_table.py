@@ -2,12 +2,14 @@
 """Markdown tables from `proxykv eval` results JSON files, for bench/RESULTS.md.
 
     python3 bench/results_table.py [--per-task] [--vs METHOD [--per-ratio]] [--recall] R1.json [R2.json ...]
+    python3 bench/results_table.py --means --vs METHOD R1.json R2.json ...
 
 One table per file: a row per method, a column per keep ratio, accuracy over all queries (the file's `summary`),
 then full's accuracy and the retention accuracy/full at each ratio; --vs kvzip adds accuracy/kvzip. --per-ratio
 then lists, per method, accuracy/METHOD at each ratio and their mean. --recall lists recall_vs_kvzip (the share of
 KVzip's kept entries a method keeps too, query-weighted over the tasks) per ratio. --per-task adds one row per
-(method, task).
+(method, task). --means prints one table for all files instead: a row per method, per file the mean over the ratios
+of accuracy/METHOD and of accuracy/full (methods missing from a file get a blank cell).
 """
 import argparse
 import json
@@ -20,7 +22,13 @@ def main():
     ap.add_argument("--vs", default="")
     ap.add_argument("--per-ratio", action="store_true")
     ap.add_argument("--recall", action="store_true")
+    ap.add_argument("--means", action="store_true")
     a = ap.parse_args()
+    if a.means:
+        if not a.vs:
+            raise SystemExit("--means needs --vs METHOD")
+        means_table(a.files, a.vs)
+        return
     for path in a.files:
         d = json.load(open(path))
         summary = d["summary"]
@@ -75,6 +83,29 @@ def main():
                 for t in tasks:
                     print(f"| {m} | {t} | {per.get(('full', t, 1.0), float('nan')):.3f} | " +
                           " | ".join(f"{per.get((m, t, x), float('nan')):.3f}" for x in ratios) + " |")
+
+
+def means_table(files, vs):
+    per_file, methods = [], {}
+    for path in files:
+        summary = json.load(open(path))["summary"]
+        full = next(r["accuracy"] for r in summary if r["method"] == "full")
+        acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in summary}
+        ratios = sorted({x for (m, x) in acc if m != "full"})
+        out = {}
+        for m in dict.fromkeys(r["method"] for r in summary if r["method"] != "full"):
+            methods[m] = None
+            cells = [acc[(m, x)] for x in ratios]
+            base = [acc[(vs, x)] for x in ratios]
+            out[m] = (sum(c / b if b else float("nan") for c, b in zip(cells, base)) / len(cells),
+                      sum(c / full for c in cells) / len(cells))
+        per_file.append(out)
+    names = [path.rsplit("/", 1)[-1].removesuffix(".json") for path in files]
+    print("| method | " + " | ".join(f"{n}: acc / {vs} | {n}: acc / full" for n in names) + " |")
+    print("| --- " * (1 + 2 * len(files)) + "|")
+    for m in methods:
+        cells = [f"{f[m][0]:.3f} | {f[m][1]:.3f}" if m in f else " | " for f in per_file]
+        print(f"| {m} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
