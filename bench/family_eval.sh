@@ -12,7 +12,7 @@
 #            the target's reconstruction accuracy (eval-repeat)                                   (issue 3)
 #   methods  every method x keep ratio on the target, two lengths, with kv_bytes, score_s and the plot (issue 4)
 #   mapper   retrains the shipped mapper of --level on the final pair: models/mapper (token) or models/mapper-LEVEL
-#            (training seeds 101.., validation seed 202..)                                            (issue 5)
+#            (training seeds 101 (1024 words) and 102 (512), validation seed 202)                       (issue 5)
 #   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time),
 #            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
@@ -129,7 +129,8 @@ if loss["level"] == "layer":
     loss["heads_per_layer"] = json.load(open(target_config))["num_key_value_heads"]
 else:
     loss.pop("heads_per_layer", None)
-c["train_data"], c["val_data"], c["out_dir"] = f"{root}/data/mapper-train", f"{root}/data/mapper-val", out_dir
+c["train_data"] = [f"{root}/data/mapper-train", f"{root}/data/mapper-train-half"]
+c["val_data"], c["out_dir"] = f"{root}/data/mapper-val", out_dir
 for key, value in ast.literal_eval(overrides).items():  # dotted paths: "train.loss.binary_weight"
     *path, field = key.split(".")
     node = c
@@ -146,9 +147,12 @@ EOF
 
 if has mapper || has proxykv; then
   channels="$(python3 -c 'import json;print(",".join(json.load(open("models/mapper/features.json"))["channels"]))')"
+  # Training contexts of two lengths (the training length and half of it): the mapper trained on both is ahead of
+  # the one trained on the training length alone at both evaluated lengths (bench/RESULTS.md, fifth session).
   tasks "$train_len" 101 "$mapper_train_n" "$out/data/mapper-train.jsonl"
+  tasks $((train_len / 2)) 102 "$mapper_train_n" "$out/data/mapper-train-half.jsonl"
   tasks "$train_len" 202 2 "$out/data/mapper-val.jsonl"
-  for s in train val; do
+  for s in train train-half val; do
     [[ -d "$out/data/mapper-$s" ]] || run "$bin/proxykv" make-mapper-data --proxy "$proxy" --target "$target" \
       --data "$out/data/mapper-$s.jsonl" --out "$out/data/mapper-$s" --channels "$channels" "${rt[@]}"
   done
