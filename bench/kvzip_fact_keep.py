@@ -10,18 +10,40 @@ With --per-head the share is printed per (layer, KV head) row: a layer's budget 
 With --level token the top `--rho` of the tokens by their best score over every row is kept in every row (the
 selection level `token`). The row `all 4 d` is the share of facts whose four digits are all kept. With --feature
 NAME the scores are that proxy feature channel (`features.i`, one row per proxy head) instead of the labels, e.g.
-`--feature kvzip --level token` is how proxy_direct selects.
+`--feature kvzip --level token` is how proxy_direct selects. With --row-norm rank|mean each row is normalised before
+the token-level max (its ranks scaled to [0, 1), or divided by its mean), a check of whether the copy head's larger
+scores crowd the other rows out of the token ranking.
 
 usage: python3 bench/kvzip_fact_keep.py DATA_DIR FILE.jsonl [--rho 0.3] [--per-head] [--level layer|token]
-       [--feature NAME]
+       [--feature NAME] [--row-norm none|rank|mean]
 """
 import argparse
 import json
+import math
 from collections import defaultdict
 
 from mapper_labels import read_dir
 
 ROLES = ["the", "magic", "number", "for", "KEY", "is", "d", "d", "d", "d", "."]
+
+
+def normalise_rows(x, rows, T, how):
+    """Each row's finite entries as ranks / T (rank) or divided by their mean (mean); sinks (+inf) stay on top."""
+    out = [0.0] * (rows * T)
+    for r in range(rows):
+        row = x[r * T:(r + 1) * T]
+        finite = [t for t in range(T) if math.isfinite(row[t])]
+        if how == "rank":
+            for i, t in enumerate(sorted(finite, key=lambda t: row[t])):
+                out[r * T + t] = i / T
+        else:
+            mean = sum(row[t] for t in finite) / max(1, len(finite))
+            for t in finite:
+                out[r * T + t] = row[t] / mean if mean else 0.0
+        for t in range(T):
+            if not math.isfinite(row[t]):
+                out[r * T + t] = math.inf
+    return out
 
 
 def main():
@@ -32,6 +54,8 @@ def main():
     ap.add_argument("--per-head", action="store_true", help="one column per (layer, KV head)")
     ap.add_argument("--level", choices=["layer", "token"], default="layer")
     ap.add_argument("--feature", help="score with this proxy feature channel instead of the labels")
+    ap.add_argument("--row-norm", choices=["none", "rank", "mean"], default="none",
+                    help="normalise each row before the token-level max")
     a = ap.parse_args()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
     manifest, samples = read_dir(a.data_dir, a.feature)
@@ -52,6 +76,8 @@ def main():
                 for q, r in zip(range(p - 1, p + 10), ROLES):
                     role[q] = r
         if a.level == "token":  # ties: the earlier token first, as select_entries
+            if a.row_norm != "none":
+                x = normalise_rows(x, rows, T, a.row_norm)
             best = [max(x[r * T + t] for r in range(rows)) for t in range(T)]
             top = set(sorted(range(T), key=lambda t: (-best[t], t))[: round(a.rho * T)])
         for l in range(layers):
