@@ -5,7 +5,8 @@
 #
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
 #                             [--n N] [--lengths L1,L2] [--level global|layer|head|token] [--device cpu|cuda] [--threads T]
-#                             [--jobs J] [--mapper DIR]
+#                             [--jobs J] [--mapper DIR] [--ablations LIST] [--seeds S1,S2 [--seed-ablations LIST]]
+#                             [--bin DIR]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
@@ -23,6 +24,10 @@
 # --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
 # --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2). --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level).
+# --bin DIR: the proxykv binary's directory (default build/bin; a copy keeps a long run apart from rebuilds).
+# --ablations LIST: train and compare only these ablation mappers (default: all seven; 'none' = --no-ablations).
+# --seeds S1,S2: also train the main recipe at these training seeds (train.seed; the shipped mapper is seed 1) as
+#   methods proxykv_seedS, and with --seed-ablations LIST those ablations too (NAME_seedS): seed-to-seed spread.
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
 # mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
@@ -40,6 +45,9 @@ quick=0
 ablations=1
 jobs=1
 main_mapper=""
+ablation_names="proxykv_mse,proxykv_linear,no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
+seeds=""
+seed_ablations=""
 bin="build/bin"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -54,7 +62,11 @@ while [[ $# -gt 0 ]]; do
     --no-ablations) ablations=0; shift ;;
     --jobs) jobs="$2"; shift 2 ;;
     --mapper) main_mapper="$2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bin) bin="$2"; shift 2 ;;
+    --ablations) ablation_names="$2"; shift 2 ;;
+    --seeds) seeds="$2"; shift 2 ;;
+    --seed-ablations) seed_ablations="$2"; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "family_eval.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -117,10 +129,10 @@ if has methods; then
   done
 fi
 
-mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES: a train-mapper config from models/configs/mapper.json
-  python3 - "$1" "$2" "$3" "$out" "$mapper_epochs" "$level" "$target/config.json" <<'EOF'
+mapper_config() {  # mapper_config NAME OUT_DIR PYTHON-DICT-OVERRIDES [SEED]: a train-mapper config from models/configs/mapper.json
+  python3 - "$1" "$2" "$3" "$out" "$mapper_epochs" "$level" "$target/config.json" "${4:-}" <<'EOF'
 import ast, json, sys
-name, out_dir, overrides, root, epochs, level, target_config = sys.argv[1:8]
+name, out_dir, overrides, root, epochs, level, target_config, seed = sys.argv[1:9]
 c = json.load(open("models/configs/mapper.json"))
 loss = c.setdefault("train", {}).setdefault("loss", {})
 loss["level"] = "global" if level == "token" else level  # token: every row learns the max over the rows
@@ -139,6 +151,8 @@ for key, value in ast.literal_eval(overrides).items():  # dotted paths: "train.l
     node[field] = value
 if epochs:
     c["train"]["epochs"] = int(epochs)
+if seed:
+    c["train"]["seed"] = int(seed)
 path = f"{root}/mapper-{name}.json"
 json.dump(c, open(path, "w"), indent=1)
 print(path)
@@ -178,6 +192,7 @@ fi
 if has proxykv; then
   run "$bin/proxykv" calibrate-iam --data "$out/data/mapper-train" --out "$out/iam.json"
   declare -A ablation=(
+    [main]="{}"
     [proxykv_mse]="{'train.loss.binary_weight': 0, 'train.loss.intra_rank_weight': 0, 'train.loss.mass_rank_weight': 0, 'train.loss.cosine_weight': 0, 'train.loss.mse_value_weighted': False}"
     [proxykv_linear]="{'mapper.variant': 'linear'}"
     [no_binary]="{'train.loss.binary_weight': 0}"
@@ -186,34 +201,59 @@ if has proxykv; then
     [no_mass_rank]="{'train.loss.mass_rank_weight': 0}"
     [no_cosine]="{'train.loss.cosine_weight': 0}"
   )
+  [[ $ablations == 0 || $ablation_names == none ]] && ablation_names=""
+  # Every extra mapper: NAME (an ablation at the config's seed) or NAME_seedS (main or an ablation at seed S).
+  extra=()
+  IFS=, read -r -a names <<<"$ablation_names"
+  for name in "${names[@]}"; do extra+=("$name"); done
+  IFS=, read -r -a seed_list <<<"$seeds"
+  IFS=, read -r -a seed_names <<<"$seed_ablations"
+  for seed in "${seed_list[@]}"; do
+    for name in main "${seed_names[@]}"; do extra+=("${name}_seed$seed"); done
+  done
   specs="proxykv=$main_mapper"
   methods="full,kvzip,snapkv,h2o,proxy_direct,kvzip_iam,proxykv"
-  if [[ $ablations == 1 ]]; then
-    running=0
-    for name in proxykv_mse proxykv_linear no_binary no_mse no_intra_rank no_mass_rank no_cosine; do
-      dir="$out/ablations/$name"
-      specs+=",$name=$dir"
-      [[ -f "$dir/train_history.json" ]] && continue  # written when its training finished
-      config="$(mapper_config "$name" "$dir" "${ablation[$name]}")"
-      if [[ $jobs -le 1 ]]; then
-        run "$bin/proxykv" train-mapper --config "$config"
-        continue
-      fi
-      if [[ $running -ge $jobs ]]; then wait -n; running=$((running - 1)); fi
-      echo "+ $bin/proxykv train-mapper --config $config > $out/ablations/$name.log" >&2
-      mkdir -p "$out/ablations"
-      "$bin/proxykv" train-mapper --config "$config" >"$out/ablations/$name.log" 2>&1 &
-      running=$((running + 1))
-    done
-    while [[ $running -gt 0 ]]; do wait -n; running=$((running - 1)); done
-    methods+=",proxykv_mse,proxykv_linear,no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
-  fi
-  for f in "${method_files[@]}"; do
-    run "$bin/proxykv" eval --target "$target" --proxy "$proxy" --mapper "$specs" --iam "$out/iam.json" --data "$f" \
-      --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level "$level" \
-      --out "$out/results/proxykv-$(basename "$f" .jsonl).json" --plot "$out/results/proxykv-$(basename "$f" .jsonl).png" \
-      "${rt[@]}"
+  running=0
+  for method in "${extra[@]}"; do
+    base="${method%_seed*}"
+    if [[ -z ${ablation[$base]+set} ]]; then
+      echo "family_eval.sh: unknown ablation $base (known: ${!ablation[*]})" >&2
+      exit 2
+    fi
+    seed=""
+    [[ $method == *_seed* ]] && seed="${method##*_seed}"
+    [[ $base == main ]] && method="proxykv_${method#main_}"
+    dir="$out/ablations/$method"
+    specs+=",$method=$dir"
+    methods+=",$method"
+    [[ -f "$dir/train_history.json" ]] && continue  # written when its training finished
+    config="$(mapper_config "$method" "$dir" "${ablation[$base]}" "$seed")"
+    if [[ $jobs -le 1 ]]; then
+      run "$bin/proxykv" train-mapper --config "$config"
+      continue
+    fi
+    if [[ $running -ge $jobs ]]; then wait -n; running=$((running - 1)); fi
+    echo "+ $bin/proxykv train-mapper --config $config > $out/ablations/$method.log" >&2
+    mkdir -p "$out/ablations"
+    "$bin/proxykv" train-mapper --config "$config" >"$out/ablations/$method.log" 2>&1 &
+    running=$((running + 1))
   done
+  while [[ $running -gt 0 ]]; do wait -n; running=$((running - 1)); done
+  # With --jobs > 1 the lengths are evaluated side by side, one thread each (the same numbers: eval is deterministic).
+  eval_rt=("${rt[@]}")
+  [[ $jobs -gt 1 ]] && eval_rt=(--device "$device" --threads 1)
+  pids=()
+  for f in "${method_files[@]}"; do
+    cmd=("$bin/proxykv" eval --target "$target" --proxy "$proxy" --mapper "$specs" --iam "$out/iam.json" --data "$f"
+      --methods "$methods" --ratios 0.1,0.2,0.3,0.5,0.7 --level "$level"
+      --out "$out/results/proxykv-$(basename "$f" .jsonl).json" --plot "$out/results/proxykv-$(basename "$f" .jsonl).png"
+      "${eval_rt[@]}")
+    if [[ $jobs -le 1 ]]; then run "${cmd[@]}"; continue; fi
+    echo "+ ${cmd[*]} 2> $out/results/proxykv-$(basename "$f" .jsonl).log" >&2
+    "${cmd[@]}" 2>"$out/results/proxykv-$(basename "$f" .jsonl).log" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
   # mean over rho of accuracy(method) / accuracy(kvzip), per file
   python3 bench/results_table.py --vs kvzip --per-ratio "$out"/results/proxykv-*.json
 fi
