@@ -14,7 +14,8 @@
 #   methods  every method x keep ratio on the target, two lengths, with kv_bytes, score_s and the plot (issue 4)
 #   mapper   retrains the shipped mapper of --level on the final pair: models/mapper (token) or models/mapper-LEVEL
 #            (training seeds 101 (1024 words) and 102 (512), validation seed 202)                       (issue 5)
-#   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time),
+#   proxykv  kvzip_iam calibration, the ablation mappers (plain MSE, linear, one loss term off at a time; the
+#            recipe has the value-weighted MSE term off, so its ablation with_mse turns it on),
 #            and proxykv against kvzip, snapkv, h2o, proxy_direct, kvzip_iam and the ablations          (issue 5)
 #   cost     prefill / +kvzip / +snapkv / +proxy path (bench-scoring) at 1k, 2k, 4k                    (issues 4, 5)
 # --level: the selection level of the methods, proxykv and mapper stages (default global, KVzip's); the mapper's
@@ -45,7 +46,7 @@ quick=0
 ablations=1
 jobs=1
 main_mapper=""
-ablation_names="proxykv_mse,proxykv_linear,no_binary,no_mse,no_intra_rank,no_mass_rank,no_cosine"
+ablation_names="proxykv_mse,proxykv_linear,no_binary,with_mse,no_intra_rank,no_mass_rank,no_cosine"
 seeds=""
 seed_ablations=""
 bin="build/bin"
@@ -193,10 +194,10 @@ if has proxykv; then
   run "$bin/proxykv" calibrate-iam --data "$out/data/mapper-train" --out "$out/iam.json"
   declare -A ablation=(
     [main]="{}"
-    [proxykv_mse]="{'train.loss.binary_weight': 0, 'train.loss.intra_rank_weight': 0, 'train.loss.mass_rank_weight': 0, 'train.loss.cosine_weight': 0, 'train.loss.mse_value_weighted': False}"
+    [proxykv_mse]="{'train.loss.binary_weight': 0, 'train.loss.intra_rank_weight': 0, 'train.loss.mass_rank_weight': 0, 'train.loss.cosine_weight': 0, 'train.loss.mse_weight': 1, 'train.loss.mse_value_weighted': False}"
     [proxykv_linear]="{'mapper.variant': 'linear'}"
     [no_binary]="{'train.loss.binary_weight': 0}"
-    [no_mse]="{'train.loss.mse_weight': 0}"
+    [with_mse]="{'train.loss.mse_weight': 1}"
     [no_intra_rank]="{'train.loss.intra_rank_weight': 0}"
     [no_mass_rank]="{'train.loss.mass_rank_weight': 0}"
     [no_cosine]="{'train.loss.cosine_weight': 0}"
