@@ -27,7 +27,7 @@
 # --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2). --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level).
 # --bin DIR: the proxykv binary's directory (default build/bin; a copy keeps a long run apart from rebuilds).
 # --ablations LIST: train and compare only these ablation mappers (default: all seven; 'none' = --no-ablations).
-# --seeds S1,S2: also train the main recipe at these training seeds (train.seed; the shipped mapper is seed 1) as
+# --seeds S1,S2: also train the main recipe at these training seeds (train.seed; models/configs/mapper.json's is 2) as
 #   methods proxykv_seedS, and with --seed-ablations LIST those ablations too (NAME_seedS): seed-to-seed spread.
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the

@@ -85,20 +85,25 @@ def main():
                           " | ".join(f"{per.get((m, t, x), float('nan')):.3f}" for x in ratios) + " |")
 
 
+def mean_ratios(summary, method, vs):
+    """(mean over the keep ratios of accuracy(method) / accuracy(vs), the same of accuracy(method) / full)."""
+    full = next(r["accuracy"] for r in summary if r["method"] == "full")
+    acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in summary}
+    ratios = sorted({x for (m, x) in acc if m != "full"})
+    cells = [acc[(method, x)] for x in ratios]
+    base = [acc[(vs, x)] for x in ratios]
+    return (sum(c / b if b else float("nan") for c, b in zip(cells, base)) / len(cells),
+            sum(c / full for c in cells) / len(cells))
+
+
 def means_table(files, vs):
     per_file, methods = [], {}
     for path in files:
         summary = json.load(open(path))["summary"]
-        full = next(r["accuracy"] for r in summary if r["method"] == "full")
-        acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in summary}
-        ratios = sorted({x for (m, x) in acc if m != "full"})
         out = {}
         for m in dict.fromkeys(r["method"] for r in summary if r["method"] != "full"):
             methods[m] = None
-            cells = [acc[(m, x)] for x in ratios]
-            base = [acc[(vs, x)] for x in ratios]
-            out[m] = (sum(c / b if b else float("nan") for c, b in zip(cells, base)) / len(cells),
-                      sum(c / full for c in cells) / len(cells))
+            out[m] = mean_ratios(summary, m, vs)
         per_file.append(out)
     names = [path.rsplit("/", 1)[-1].removesuffix(".json") for path in files]
     print("| method | " + " | ".join(f"{n}: acc / {vs} | {n}: acc / full" for n in names) + " |")

@@ -13,15 +13,7 @@ import argparse
 import json
 import re
 
-
-def mean_ratios(summary, method, vs):
-    acc = {(r["method"], round(r["keep_ratio"], 3)): r["accuracy"] for r in summary}
-    full = acc[("full", 1.0)]
-    ratios = sorted({x for (m, x) in acc if m != "full"})
-    cells = [acc[(method, x)] for x in ratios]
-    base = [acc[(vs, x)] for x in ratios]
-    rel = sum(c / b if b else float("nan") for c, b in zip(cells, base)) / len(ratios)
-    return rel, sum(c / full for c in cells) / len(ratios)
+from results_table import mean_ratios  # bench/ is on sys.path when this runs as a script
 
 
 def main():
