@@ -102,6 +102,10 @@ Status run_eval(const EvalArgs& args) {
       PROXYKV_ASSIGN_OR_RETURN(mapper::MapperConfig mc, mapper::read_mapper_config(dir));
       shape.channels = mc.shape.channels;
       PROXYKV_ASSIGN_OR_RETURN(mapper::LoadedMapper loaded, mapper::load_mapper(dir, shape));
+      if (!loaded.trained_level.empty() && loaded.trained_level != args.level) {
+        std::cerr << "eval: warning: mapper " << name << " (" << dir << ") was trained for selection level "
+                  << loaded.trained_level << ", evaluated here at level " << args.level << "\n";
+      }
       PROXYKV_ASSIGN_OR_RETURN(std::vector<std::string> channels, eval::mapper_channels(dir));
       if (!proxy_methods.mappers.empty() && channels != proxy_methods.channels) {
         return invalid_argument("mappers given to one eval must use the same feature channels");

@@ -173,7 +173,11 @@ Status run(const std::string& config_path) {
     std::cout << " mean_recall " << m.val.mean_recall << " spearman " << m.val.spearman << std::endl;
     if (m.val.mean_recall > best) {
       best = m.val.mean_recall;
-      Status s = mapper::save_mapper(out_dir, model, mapper_config);
+      const json training{{"selection_level", train_config.selection_level()},
+                          {"train", train_config.to_json()},
+                          {"best_epoch", m.epoch},
+                          {"best_val_mean_recall", m.val.mean_recall}};
+      Status s = mapper::save_mapper(out_dir, model, mapper_config, training);
       if (!s.is_ok()) save_status = s;
     }
   };

@@ -10,6 +10,7 @@
 
 #include "proxykv/mapper/mapper_registry.h"
 #include "proxykv/scoring/feature_channels.h"
+#include "proxykv/scoring/selection.h"
 #include "proxykv/tensor/safetensors.h"
 #include "proxykv/tensor/torch_tensor.h"
 
@@ -45,32 +46,21 @@ Status write_text_atomically(const fs::path& path, const std::string& text) {
   return Status::ok();
 }
 
-}  // namespace
-
-Status save_mapper(const std::string& dir, const HybridAxialMapper& mapper, const MapperConfig& config) {
-  if (architecture_only(config) != architecture_only(mapper->config())) {
-    return invalid_argument("save_mapper: the config to record (" + architecture_only(config).dump() +
-                            ") does not describe this mapper (" + architecture_only(mapper->config()).dump() + ")");
+// The "training" record's selection level: "" when there is no record, an error when it is malformed.
+Result<std::string> training_level(const json& training, const std::string& origin) {
+  if (training.is_null()) return std::string();
+  if (!training.is_object() || !training.contains("selection_level") || !training.at("selection_level").is_string()) {
+    return invalid_argument(origin + ": 'training' must be an object with a string 'selection_level'");
   }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return invalid_argument(dir + ": cannot create directory: " + ec.message());
-
-  std::vector<TensorToWrite> tensors;
-  for (const auto& item : mapper->named_parameters(/*recurse=*/true)) {
-    PROXYKV_ASSIGN_OR_RETURN(TensorToWrite w, from_torch(item.key(), item.value().detach().to(at::kFloat)));
-    tensors.push_back(std::move(w));
+  const std::string level = training.at("selection_level").get<std::string>();
+  if (!scoring::parse_selection_level(level).is_ok()) {
+    return invalid_argument(origin + ": training.selection_level '" + level +
+                            "' is not a selection level (global | layer | head | token)");
   }
-  PROXYKV_RETURN_IF_ERROR(write_safetensors((fs::path(dir) / "mapper.safetensors").string(), tensors,
-                                            {{"format", "pt"}, {"proxykv_format", kMapperFormat}}));
-  const json meta{{"format", kMapperFormat},
-                  {"format_version", kMapperFormatVersion},
-                  {"config", config.to_json()},
-                  {"parameters", count_parameters(*mapper)}};
-  return write_text_atomically(fs::path(dir) / "mapper.json", meta.dump(2) + "\n");
+  return level;
 }
 
-Result<MapperConfig> read_mapper_config(const std::string& dir) {
+Result<json> read_mapper_json(const std::string& dir) {
   const fs::path path = fs::path(dir) / "mapper.json";
   std::ifstream in(path);
   if (!in) return not_found(path.string() + ": no mapper checkpoint here (cannot open mapper.json)");
@@ -87,11 +77,47 @@ Result<MapperConfig> read_mapper_config(const std::string& dir) {
                          " is not supported by this build (it reads " + std::to_string(kMapperFormatVersion) + ")");
   }
   if (!j.contains("config")) return invalid_argument(path.string() + ": missing 'config'");
-  return MapperConfig::from_json(j.at("config"), path.string() + ": config");
+  return j;
+}
+
+}  // namespace
+
+Status save_mapper(const std::string& dir, const HybridAxialMapper& mapper, const MapperConfig& config,
+                   const json& training) {
+  PROXYKV_RETURN_IF_ERROR(training_level(training, "save_mapper").status());
+  if (architecture_only(config) != architecture_only(mapper->config())) {
+    return invalid_argument("save_mapper: the config to record (" + architecture_only(config).dump() +
+                            ") does not describe this mapper (" + architecture_only(mapper->config()).dump() + ")");
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return invalid_argument(dir + ": cannot create directory: " + ec.message());
+
+  std::vector<TensorToWrite> tensors;
+  for (const auto& item : mapper->named_parameters(/*recurse=*/true)) {
+    PROXYKV_ASSIGN_OR_RETURN(TensorToWrite w, from_torch(item.key(), item.value().detach().to(at::kFloat)));
+    tensors.push_back(std::move(w));
+  }
+  PROXYKV_RETURN_IF_ERROR(write_safetensors((fs::path(dir) / "mapper.safetensors").string(), tensors,
+                                            {{"format", "pt"}, {"proxykv_format", kMapperFormat}}));
+  json meta{{"format", kMapperFormat},
+            {"format_version", kMapperFormatVersion},
+            {"config", config.to_json()},
+            {"parameters", count_parameters(*mapper)}};
+  if (!training.is_null()) meta["training"] = training;
+  return write_text_atomically(fs::path(dir) / "mapper.json", meta.dump(2) + "\n");
+}
+
+Result<MapperConfig> read_mapper_config(const std::string& dir) {
+  PROXYKV_ASSIGN_OR_RETURN(json j, read_mapper_json(dir));
+  return MapperConfig::from_json(j.at("config"), (fs::path(dir) / "mapper.json").string() + ": config");
 }
 
 Result<LoadedMapper> load_mapper(const std::string& dir, const MapperPairShape& expected) {
-  PROXYKV_ASSIGN_OR_RETURN(MapperConfig config, read_mapper_config(dir));
+  PROXYKV_ASSIGN_OR_RETURN(json meta, read_mapper_json(dir));
+  const std::string meta_path = (fs::path(dir) / "mapper.json").string();
+  PROXYKV_ASSIGN_OR_RETURN(MapperConfig config, MapperConfig::from_json(meta.at("config"), meta_path + ": config"));
+  PROXYKV_ASSIGN_OR_RETURN(std::string trained_level, training_level(meta.value("training", json()), meta_path));
   if (config.shape != expected) {
     return failed_precondition(dir + ": this mapper was trained for another (proxy, target) pair: expected " +
                                expected.to_string() + ", found " + config.shape.to_string() + " (proxy_id '" +
@@ -109,6 +135,7 @@ Result<LoadedMapper> load_mapper(const std::string& dir, const MapperPairShape& 
 
   LoadedMapper loaded;
   loaded.config = config;
+  loaded.trained_level = trained_level;
   try {
     loaded.mapper = HybridAxialMapper(config);
   } catch (const std::exception& e) {

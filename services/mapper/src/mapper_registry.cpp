@@ -100,6 +100,14 @@ std::vector<std::string> MapperRegistry::pair_names() const {
   return out;
 }
 
+nlohmann::json MapperRegistry::trained_levels() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& p : pairs_) {
+    out[p->name()] = p->loaded.trained_level.empty() ? "unrecorded" : p->loaded.trained_level;
+  }
+  return out;
+}
+
 Result<at::Tensor> map_features(const MapperPair& pair, const at::Tensor& features) {
   const MapperPairShape& s = pair.loaded.config.shape;
   if (features.dim() != 3 || features.size(0) != s.channels || features.size(1) != s.proxy_heads() ||

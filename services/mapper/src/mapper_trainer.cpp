@@ -138,6 +138,10 @@ Status MapperTrainConfig::validate() const {
   return Status::ok();
 }
 
+std::string MapperTrainConfig::selection_level() const {
+  return label_rows == "max" ? "token" : scoring::selection_level_name(loss.level);
+}
+
 json MapperTrainConfig::to_json() const {
   return json{{"loss", loss.to_json()},
               {"window", window},

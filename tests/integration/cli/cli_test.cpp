@@ -254,8 +254,22 @@ TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
   EXPECT_NE(r.output.find("'channels' differs"), std::string::npos) << r.output;
 
   std::ifstream in(tmp / "chosen" / "mapper.json");
-  EXPECT_EQ(nlohmann::json::parse(in).at("config").at("input_transform"), "none");
+  const nlohmann::json meta = nlohmann::json::parse(in);
+  EXPECT_EQ(meta.at("config").at("input_transform"), "none");
   EXPECT_TRUE(fs::exists(tmp / "chosen" / "features.json"));
+  // The checkpoint records the selection level it was trained for (label_rows each, loss level global: global),
+  // and eval warns when it evaluates the mapper at another level.
+  EXPECT_EQ(meta.at("training").at("selection_level"), "global") << meta.dump();
+  EXPECT_EQ(meta.at("training").at("train").at("epochs"), 1) << meta.dump();
+  const std::string eval = "eval --target " + src + "/models/target --proxy " + src + "/models/proxy --mapper " +
+                           (tmp / "chosen").string() + " --data " + tasks + " --methods proxykv --ratios 0.5 --threads 1";
+  r = run(eval + " --level token --out " + (tmp / "token.json").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("was trained for selection level global, evaluated here at level token"), std::string::npos)
+      << r.output;
+  r = run(eval + " --level global --out " + (tmp / "global.json").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("was trained for selection level"), std::string::npos) << r.output;
 }
 
 // A key train-mapper does not know is refused before any data is read: a top-level "loss" (it belongs under

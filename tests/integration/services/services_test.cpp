@@ -77,7 +77,7 @@ void write_mapper(const fs::path& dir) {
   torch::manual_seed(5);
   mapper::HybridAxialMapper m(c);
   m->eval();
-  throw_if_error(mapper::save_mapper(dir.string(), m, c));
+  throw_if_error(mapper::save_mapper(dir.string(), m, c, json{{"selection_level", "token"}}));
   std::ofstream(dir / "features.json") << json{{"channels", kChannels}}.dump();
 }
 
@@ -428,6 +428,9 @@ TEST_P(ServicesTest, SameMaskAndAnswerAsInProcess) {
   json th = get_json(s.target_url, "/health");
   EXPECT_EQ(th["details"]["proxy_path"]["masks"], 2) << th.dump();
   EXPECT_EQ(th["details"]["proxy_path"]["errors"], 0) << th.dump();
+  // The mapper's /health names the level its checkpoint was trained for.
+  json mh = get_json(s.mapper_at.admin, "/health");
+  EXPECT_EQ(mh["details"]["trained_levels"]["proxy->target"], "token") << mh.dump();
   const std::string m = get_text(s.proxy_at.admin, "/metrics");
   EXPECT_GT(metric(m, "proxykv_transfer_bytes_total{model_name=\"proxy\",service=\"proxy\",transport=\"" +
                           GetParam() + "\"}"),

@@ -158,6 +158,39 @@ TEST_F(MapperCheckpointTest, SaveRefusesAConfigThatDoesNotDescribeTheMapper) {
   EXPECT_EQ(read_mapper_config(dir_.string())->target_id, "another-name");
 }
 
+// The "training" record: its selection level comes back from load_mapper, a checkpoint without one loads with an
+// empty level, and a record naming no known level is refused at save and at load (naming mapper.json).
+TEST_F(MapperCheckpointTest, RecordsTheSelectionLevelItWasTrainedFor) {
+  const MapperConfig config = small_config(2, 1, 2, 2, 2);
+  HybridAxialMapper mapper(config);
+  ASSERT_TRUE(save_mapper(dir_.string(), mapper, config).is_ok());
+  Result<LoadedMapper> loaded = load_mapper(dir_.string(), config.shape);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded->trained_level, "");
+
+  const nlohmann::json training{{"selection_level", "token"}, {"best_epoch", 3}};
+  ASSERT_TRUE(save_mapper(dir_.string(), mapper, config, training).is_ok());
+  loaded = load_mapper(dir_.string(), config.shape);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded->trained_level, "token");
+  std::ifstream in(dir_ / "mapper.json");
+  EXPECT_EQ(nlohmann::json::parse(in).at("training"), training);
+
+  EXPECT_EQ(save_mapper(dir_.string(), mapper, config, {{"selection_level", "diagonal"}}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(save_mapper(dir_.string(), mapper, config, nlohmann::json::array()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(load_mapper(dir_.string(), config.shape)->trained_level, "token");  // the refused saves wrote nothing
+
+  nlohmann::json j{{"format", "proxykv-mapper"}, {"format_version", 1}, {"config", config.to_json()},
+                   {"training", {{"selection_level", "diagonal"}}}};
+  std::ofstream(dir_ / "mapper.json") << j.dump();
+  loaded = load_mapper(dir_.string(), config.shape);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.status().message().find("mapper.json"), std::string::npos) << loaded.status().message();
+  EXPECT_NE(loaded.status().message().find("'diagonal'"), std::string::npos) << loaded.status().message();
+}
+
 // A checkpoint whose input transform would flatten the channels its features.json names is refused at load, by
 // channel name: the mappers of 2026-12-03 and before read log-mass channels through "log" and saw one constant.
 TEST_F(MapperCheckpointTest, RefusesAnInputTransformThatFlattensItsChannels) {

@@ -133,6 +133,16 @@ TEST(MapperTrainer, FitsASyntheticPair) {
   EXPECT_TRUE(mapper->is_training());  // evaluation restores the mode
 }
 
+TEST(MapperTrainConfig, SelectionLevelIsTokenForMaxLabelRowsElseTheLossLevel) {
+  MapperTrainConfig c;
+  EXPECT_EQ(c.selection_level(), "global");
+  c.loss.level = scoring::SelectionLevel::kLayer;
+  EXPECT_EQ(c.selection_level(), "layer");
+  c.loss.level = scoring::SelectionLevel::kGlobal;
+  c.label_rows = "max";
+  EXPECT_EQ(c.selection_level(), "token");
+}
+
 TEST(MapperTrainConfig, JsonRoundTrip) {
   MapperTrainConfig c;
   c.window = 256;

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxykv/core/logging.h"
 #include "proxykv/mapper_server/mapper_server.h"
 #include "proxykv/service/curve_config.h"
 #include "proxykv/service/lifecycle.h"
@@ -61,6 +62,12 @@ int run(int argc, char** argv) {
   mapper::MapperRegistry registry;
   throw_if_error(registry.set_device(cfg.device));
   for (const auto& spec : cfg.mappers) throw_if_error(registry.add_spec(spec));
+  const nlohmann::json trained_levels = registry.trained_levels();  // a named object: items() refers into it
+  for (const auto& item : trained_levels.items()) {
+    // stderr: the first stdout line is the announcement scripts/run-local.sh and the tests read
+    get_logger("mapper")->info("mapper {}: trained for selection level {}", item.key(),
+                               item.value().get<std::string>());
+  }
   telemetry::Metrics metrics({"mapper", registry.empty() ? "" : registry.pair_names().front()});
 
   zmq::context_t context(1);
@@ -82,7 +89,7 @@ int run(int argc, char** argv) {
   admin_options.host = cfg.admin_host;
   admin_options.port = static_cast<int>(cfg.admin_port);
   auto admin = value_or_throw(telemetry::AdminServer::start(
-      admin_options, metrics, [raw, &registry] { return service::health_of(*raw, {{"model_pairs", registry.pair_names()}}); }));
+      admin_options, metrics, [raw, &registry] { return service::health_of(*raw, {{"model_pairs", registry.pair_names()}, {"trained_levels", registry.trained_levels()}}); }));
   service::announce("mapper", server->control_endpoint(), *admin, server->data_plane_transport());
   const int sig = service::wait_for_shutdown(signals);
   spdlog::info("signal {}: draining", sig);

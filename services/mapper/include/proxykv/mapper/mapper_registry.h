@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "proxykv/core/status.h"
 #include "proxykv/mapper/mapper_checkpoint.h"
@@ -45,6 +46,9 @@ class MapperRegistry {
   // The pair's mapper; with an empty proxy id, the only mapper for that target. NOT_FOUND naming what is served.
   Result<const MapperPair*> find(const std::string& proxy_model_id, const std::string& target_model_id) const;
   std::vector<std::string> pair_names() const;
+  // Each pair's "training.selection_level" (pair name -> level; "unrecorded" for a checkpoint without one): the
+  // mapper service logs it at start and shows it in /health.
+  nlohmann::json trained_levels() const;
   bool empty() const { return pairs_.empty(); }
 
  private:

@@ -68,6 +68,9 @@ struct MapperTrainConfig {
   std::string label_rows = "each";
 
   Status validate() const;
+  // The selection level the trained mapper ranks for: "token" with label_rows "max" (one ranking for every row),
+  // else the loss's level. Recorded in the checkpoint ("training.selection_level").
+  std::string selection_level() const;
   nlohmann::json to_json() const;
   // Missing keys keep their defaults ("loss" is a nested HybridLossConfig object); unknown keys are refused.
   static Result<MapperTrainConfig> from_json(const nlohmann::json& j, const std::string& origin);
