@@ -22,7 +22,10 @@ def main():
         epochs = history["epochs"] if isinstance(history, dict) else history
         best = max(epochs, key=lambda e: e["val_mean_recall"])
         recall = " / ".join(f"{best['val_recall'][r]:.3f}" for r in sorted(best["val_recall"], key=float))
-        print(f"| {d.rstrip('/').rsplit('/', 1)[-1]} | {best['epoch']} | {recall} | {best['val_mean_recall']:.3f} | "
+        name = d.rstrip("/").rsplit("/", 1)[-1]
+        for suffix in (".json", "train_history", "-", "_"):  # a copied history: NAME-train_history.json -> NAME
+            name = name[: -len(suffix)] if name.endswith(suffix) and name != suffix else name
+        print(f"| {name} | {best['epoch']} | {recall} | {best['val_mean_recall']:.3f} | "
               f"{best['val_spearman']:.3f} |")
 
 
