@@ -107,10 +107,7 @@ Status run_eval(const EvalArgs& args) {
                   << loaded.trained_level << ", evaluated here at level " << args.level << "\n";
       }
       PROXYKV_ASSIGN_OR_RETURN(std::vector<std::string> channels, eval::mapper_channels(dir));
-      if (!proxy_methods.mappers.empty() && channels != proxy_methods.channels) {
-        return invalid_argument("mappers given to one eval must use the same feature channels");
-      }
-      proxy_methods.channels = channels;
+      proxy_methods.mapper_channels[name] = channels;
       proxy_methods.mappers[name] = std::make_shared<mapper::LoadedMapper>(std::move(loaded));
     }
     if (!args.iam.empty()) {

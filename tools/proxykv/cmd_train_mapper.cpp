@@ -2,7 +2,9 @@
 //
 // Config keys: "train_data", "val_data" (directories from make-mapper-data; made from different seeds),
 // "out_dir", "threads", "mapper" (MapperConfig without the pair shape, which comes from the data manifest),
-// "train" (MapperTrainConfig: window, stride, batch_size, epochs, lr, loss {...}).
+// "train" (MapperTrainConfig: window, stride, batch_size, epochs, lr, loss {...}), and optionally "channels": the
+// data's feature channels the mapper reads, a subset in any order (default: all of them, as stored; the channel
+// ablation trains on subsets of one dataset).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -74,6 +76,31 @@ mapper::MapperPairShape shape_of(const json& manifest) {
   return shape;
 }
 
+// "channels" of the config: names of the data's channels, each once -> their indices in the data, in that order.
+Result<std::vector<int64_t>> pick_channels(const json& field, const std::vector<std::string>& available,
+                                           const std::string& origin) {
+  std::string known;
+  for (const auto& c : available) known += (known.empty() ? "" : ", ") + c;
+  if (!field.is_array() || field.empty()) {
+    return invalid_argument(origin + ": needs a non-empty list of the data's channels (" + known + ")");
+  }
+  std::vector<int64_t> out;
+  for (const auto& name : field) {
+    if (!name.is_string()) return invalid_argument(origin + ": channel names must be strings");
+    const auto it = std::find(available.begin(), available.end(), name.get<std::string>());
+    if (it == available.end()) {
+      return invalid_argument(origin + ": '" + name.get<std::string>() + "' is not a channel of the data (" + known +
+                              ")");
+    }
+    const int64_t i = it - available.begin();
+    if (std::find(out.begin(), out.end(), i) != out.end()) {
+      return invalid_argument(origin + ": '" + name.get<std::string>() + "' is named twice");
+    }
+    out.push_back(i);
+  }
+  return out;
+}
+
 std::string fmt_duration(double s) {
   std::ostringstream out;
   out << static_cast<int64_t>(s) / 60 << "m" << std::setw(2) << std::setfill('0') << static_cast<int64_t>(s) % 60
@@ -89,7 +116,7 @@ Status run(const std::string& config_path) {
   // A key outside these would be silently ignored (a "loss" at the top level instead of under "train" once trained
   // every ablation mapper with the default loss), so it is refused.
   static const std::vector<std::string> kKeys = {"_comment", "train_data", "val_data", "out_dir", "threads", "mapper",
-                                                 "train"};
+                                                 "train",    "channels"};
   for (const auto& [key, value] : cfg.items()) {
     if (std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end()) continue;
     std::string allowed;
@@ -121,7 +148,19 @@ Status run(const std::string& config_path) {
     return invalid_argument("train and val data come from different channels or model pairs");
   }
   json mcfg = cfg.value("mapper", json::object());
-  const auto channels = train_manifest.at("channels").get<std::vector<std::string>>();
+  std::vector<std::string> channels = train_manifest.at("channels").get<std::vector<std::string>>();
+  if (cfg.contains("channels")) {
+    PROXYKV_ASSIGN_OR_RETURN(std::vector<int64_t> picked,
+                             pick_channels(cfg.at("channels"), channels, config_path + ": channels"));
+    const at::Tensor index = at::tensor(picked, at::kLong);
+    for (auto* set : {&train, &val}) {
+      for (auto& s : *set) s.features = s.features.index_select(0, index);
+    }
+    std::vector<std::string> kept;
+    for (int64_t i : picked) kept.push_back(channels[i]);
+    channels = kept;
+    train_manifest["channels"] = channels;
+  }
   // The input transform follows the channels' encoding unless the config names one, which must then fit them:
   // "log" on the log-mass channels made every value one constant (the blind mappers of 2026-12-03).
   if (mcfg.is_object() && !mcfg.contains("input_transform")) {

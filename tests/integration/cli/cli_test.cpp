@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -253,6 +254,40 @@ TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("'channels' differs"), std::string::npos) << r.output;
 
+  // "channels" trains on a subset of the data's channels (the channel ablation): the checkpoint reads only those.
+  auto subset = [&](const std::string& name, const std::string& channels) {
+    const fs::path path = tmp / (name + ".json");
+    std::ofstream(path) << R"({"train_data": ")" << data << R"(", "val_data": ")" << data << R"(", "out_dir": ")"
+                        << (tmp / name).string() << R"(", "channels": )" << channels
+                        << R"(, "mapper": {"d_model": 8, "n_attn_heads": 2}, "train": {"epochs": 1, "window": 32, )"
+                        << R"("stride": 32, "batch_size": 2}})";
+    return run("train-mapper --config " + path.string());
+  };
+  r = subset("norm-only", R"(["key_norm"])");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("train-mapper: C=1,"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("input_transform log"), std::string::npos) << r.output;  // a linear channel alone
+  {
+    std::ifstream f(tmp / "norm-only" / "features.json");
+    EXPECT_EQ(nlohmann::json::parse(f).at("channels"), nlohmann::json::array({"key_norm"}));
+  }
+  r = subset("reordered", R"(["key_norm", "kvzip"])");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    std::ifstream f(tmp / "reordered" / "features.json");
+    EXPECT_EQ(nlohmann::json::parse(f).at("channels"), nlohmann::json::array({"key_norm", "kvzip"}));
+  }
+  r = subset("unknown", R"(["kvzip", "window_attn"])");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'window_attn' is not a channel of the data (kvzip, key_norm)"), std::string::npos)
+      << r.output;
+  r = subset("twice", R"(["kvzip", "kvzip"])");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'kvzip' is named twice"), std::string::npos) << r.output;
+  r = subset("empty", "[]");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(fs::exists(tmp / "empty" / "mapper.json"));
+
   std::ifstream in(tmp / "chosen" / "mapper.json");
   const nlohmann::json meta = nlohmann::json::parse(in);
   EXPECT_EQ(meta.at("config").at("input_transform"), "none");
@@ -270,6 +305,16 @@ TEST(CliTrainMapper, InputTransformFollowsTheChannelsEncoding) {
   r = run(eval + " --level global --out " + (tmp / "global.json").string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("was trained for selection level"), std::string::npos) << r.output;
+  // Mappers of different channels in one evaluation: each method extracts the channels its mapper reads.
+  r = run("eval --target " + src + "/models/target --proxy " + src + "/models/proxy --mapper proxykv=" +
+          (tmp / "chosen").string() + ",norms=" + (tmp / "norm-only").string() + " --data " + tasks +
+          " --methods proxykv,norms --ratios 0.5 --threads 1 --out " + (tmp / "two.json").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream two(tmp / "two.json");
+  std::set<std::string> methods;
+  const nlohmann::json report = nlohmann::json::parse(two);  // named: the loop refers into it
+  for (const auto& row : report.at("summary")) methods.insert(row.at("method").get<std::string>());
+  EXPECT_EQ(methods, (std::set<std::string>{"proxykv", "norms"}));
 }
 
 // A key train-mapper does not know is refused before any data is read: a top-level "loss" (it belongs under

@@ -26,7 +26,11 @@ class ProxyMethodScorer : public scoring::ScorerBase {
     const std::string& method = name();
     auto mapper_it = methods_.mappers.find(method);
     if (mapper_it != methods_.mappers.end()) {
-      fopts.channels = methods_.channels;
+      auto channels_it = methods_.mapper_channels.find(method);
+      if (channels_it == methods_.mapper_channels.end()) {
+        return failed_precondition(method + ": no feature channels registered for its mapper");
+      }
+      fopts.channels = channels_it->second;
       PROXYKV_ASSIGN_OR_RETURN(proxy::ProxyFeatures f, proxy::extract_features(*methods_.proxy, ids, fopts));
       mapper::HybridAxialMapper m = mapper_it->second->mapper;
       PROXYKV_RETURN_IF_ERROR(m->check_input(f.features.unsqueeze(0)));

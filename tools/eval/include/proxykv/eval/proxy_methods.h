@@ -26,8 +26,10 @@ namespace proxykv::eval {
 struct ProxyMethods {
   const DecoderLM* proxy = nullptr;                                   // must outlive the scorers
   std::map<std::string, std::shared_ptr<mapper::LoadedMapper>> mappers;  // method name -> checkpoint
+  // method name -> the proxy feature channels its mapper reads (its features.json), in order; mappers of one
+  // evaluation may read different channels (the channel ablation), each method extracts its own
+  std::map<std::string, std::vector<std::string>> mapper_channels;
   std::vector<int64_t> iam_map;  // target row -> proxy row (kvzip_iam)
-  std::vector<std::string> channels{"kvzip"};
 
   bool provides(const std::string& method) const;
   std::vector<std::string> names() const;
