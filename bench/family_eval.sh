@@ -26,7 +26,10 @@
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
 # --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2). --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level).
 # --bin DIR: the proxykv binary's directory (default build/bin; a copy keeps a long run apart from rebuilds).
-# --ablations LIST: train and compare only these ablation mappers (default: all seven; 'none' = --no-ablations).
+# --ablations LIST: train and compare only these ablation mappers (default: the seven above; 'none' = --no-ablations).
+#   Also known, not in the default: the channel ablation, the recipe on a subset of the proxy's feature channels
+#   (train-mapper's "channels"): no_kvzip_ch (window_attn, key_norm, value_norm: no proxy reconstruction pass),
+#   no_window_attn_ch (kvzip, key_norm, value_norm), no_norms_ch (kvzip, window_attn).
 # --seeds S1,S2: also train the main recipe at these training seeds (train.seed; models/configs/mapper.json's is 2) as
 #   methods proxykv_seedS, and with --seed-ablations LIST those ablations too (NAME_seedS): seed-to-seed spread.
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
@@ -201,12 +204,21 @@ if has proxykv; then
     [no_intra_rank]="{'train.loss.intra_rank_weight': 0}"
     [no_mass_rank]="{'train.loss.mass_rank_weight': 0}"
     [no_cosine]="{'train.loss.cosine_weight': 0}"
+    [no_kvzip_ch]="{'channels': ['window_attn', 'key_norm', 'value_norm']}"
+    [no_window_attn_ch]="{'channels': ['kvzip', 'key_norm', 'value_norm']}"
+    [no_norms_ch]="{'channels': ['kvzip', 'window_attn']}"
   )
   [[ $ablations == 0 || $ablation_names == none ]] && ablation_names=""
   # Every extra mapper: NAME (an ablation at the config's seed) or NAME_seedS (main or an ablation at seed S).
   extra=()
   IFS=, read -r -a names <<<"$ablation_names"
-  for name in "${names[@]}"; do extra+=("$name"); done
+  for name in "${names[@]}"; do
+    if [[ $name == main ]]; then  # the recipe itself is the method proxykv (its other seeds: --seeds)
+      echo "family_eval.sh: 'main' is not an ablation (the recipe is proxykv; other seeds: --seeds)" >&2
+      exit 2
+    fi
+    extra+=("$name")
+  done
   IFS=, read -r -a seed_list <<<"$seeds"
   IFS=, read -r -a seed_names <<<"$seed_ablations"
   for seed in "${seed_list[@]}"; do
