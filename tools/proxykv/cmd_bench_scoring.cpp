@@ -1,7 +1,9 @@
 // proxykv bench-scoring: the cost of each scorer against plain prefill, side by side in one run. With --proxy and
 // --mapper, also the proxy path run after the target's prefill on the same cores (the single-device regime): the
 // proxy's feature extraction (the mapper's channels, read from its features.json) and the mapper, each timed on
-// its own and reported as a fraction of the target's prefill.
+// its own and reported as a fraction of the target's prefill. With --proxy and --feature-sets, also the proxy's
+// feature extraction for each listed channel set (the channel ablation's cost side), interleaved the same way.
+#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -30,6 +32,7 @@ struct BenchScoringArgs {
   int repeats = 3;
   std::string proxy;   // proxy model directory (with --mapper)
   std::string mapper;  // mapper checkpoint for (proxy, this target)
+  std::vector<std::string> feature_sets;  // each "c1,c2,...": proxy channels timed on their own (with --proxy)
   RuntimeOptions runtime;
 };
 
@@ -56,12 +59,29 @@ Status run_bench(const BenchScoringArgs& args) {
   mapper::MapperRegistry registry;
   const mapper::MapperPair* pair = nullptr;
   proxy::FeatureOptions fopts;
-  if (args.proxy.empty() != args.mapper.empty()) return invalid_argument("--proxy and --mapper go together");
+  if (args.proxy.empty() != (args.mapper.empty() && args.feature_sets.empty())) {
+    return invalid_argument("--proxy goes with --mapper or --feature-sets (and they with it)");
+  }
+  std::vector<proxy::FeatureOptions> set_opts;
   if (!args.proxy.empty()) {
     PROXYKV_ASSIGN_OR_RETURN(proxy_model, DecoderLM::load(args.proxy, args.runtime.load_options()));
     if (proxy_model->spec().vocab_size != spec.vocab_size) {
       return invalid_argument("the proxy's vocabulary differs from the target's: not the same family");
     }
+    for (const auto& set : args.feature_sets) {
+      proxy::FeatureOptions o;
+      o.channels.clear();  // the default is {"kvzip"}
+      std::stringstream in(set);
+      for (std::string c; std::getline(in, c, ',');) o.channels.push_back(c);
+      o.scorer = sopts;
+      o.scorer.n_sink = 2;
+      if (Status valid = proxy::validate_feature_options(o); !valid.is_ok()) {
+        return Status(valid.code(), "--feature-sets '" + set + "': " + valid.message());
+      }
+      set_opts.push_back(o);
+    }
+  }
+  if (!args.mapper.empty()) {
     PROXYKV_ASSIGN_OR_RETURN(fopts.channels, mapper::read_feature_channels(args.mapper));
     PROXYKV_RETURN_IF_ERROR(registry.add("proxy", "target", args.mapper));
     PROXYKV_ASSIGN_OR_RETURN(pair, registry.find("proxy", "target"));
@@ -77,12 +97,18 @@ Status run_bench(const BenchScoringArgs& args) {
     std::cout << std::setw(20) << "proxy features (x)" << std::setw(18) << "mapper (x)" << std::setw(24)
               << "prefill+proxy path (x)";
   }
+  // One column per channel set, as wide as its header.
+  auto set_width = [&](size_t i) { return static_cast<int>(std::max<size_t>(20, args.feature_sets[i].size() + 16)); };
+  for (size_t i = 0; i < args.feature_sets.size(); ++i) {
+    std::cout << std::setw(set_width(i)) << ("features[" + args.feature_sets[i] + "] (x)");
+  }
   std::cout << "\n";
   for (int64_t T : args.lengths) {
     at::Tensor ids = at::randint(10, spec.vocab_size, {T}, at::TensorOptions().dtype(at::kLong));
     double best_prefill = 1e30;
     std::vector<double> best(args.methods.size(), 1e30);
     double best_features = 1e30, best_mapper = 1e30, best_path = 1e30;
+    std::vector<double> best_set(set_opts.size(), 1e30);
     for (int r = 0; r < args.repeats; ++r) {
       // Interleaved per repeat, so drift on a noisy machine hits every method alike.
       {
@@ -120,6 +146,11 @@ Status run_bench(const BenchScoringArgs& args) {
         best_mapper = std::min(best_mapper, std::chrono::duration<double>(t3 - t2).count());
         best_path = std::min(best_path, std::chrono::duration<double>(t3 - t0).count());
       }
+      for (size_t i = 0; i < set_opts.size(); ++i) {
+        auto t0 = Clock::now();
+        PROXYKV_ASSIGN_OR_RETURN(proxy::ProxyFeatures f, proxy::extract_features(*proxy_model, ids, set_opts[i]));
+        best_set[i] = std::min(best_set[i], std::chrono::duration<double>(Clock::now() - t0).count());
+      }
     }
     std::cout << std::left << std::setw(8) << T << std::setw(14) << std::fixed << std::setprecision(4)
               << best_prefill;
@@ -147,6 +178,13 @@ Status run_bench(const BenchScoringArgs& args) {
       row["proxy_path_fraction_of_prefill"] = (best_features + best_mapper) / best_prefill;
       row["mapper_fraction_of_prefill"] = best_mapper / best_prefill;
     }
+    for (size_t i = 0; i < set_opts.size(); ++i) {
+      std::ostringstream c;
+      c << std::fixed << std::setprecision(4) << best_set[i] << " (" << std::setprecision(3)
+        << best_set[i] / best_prefill << "x)";
+      std::cout << std::setw(set_width(i)) << c.str();
+      row["features_s"][args.feature_sets[i]] = best_set[i];
+    }
     std::cout << "\n";
     std::cerr << "JSON " << row.dump() << "\n";
   }
@@ -168,6 +206,9 @@ void register_bench_scoring(CLI::App& app) {
   cmd->add_option("--repeats", args->repeats, "runs per point (best is reported)");
   cmd->add_option("--proxy", args->proxy, "proxy model directory: also time the proxy path (with --mapper)");
   cmd->add_option("--mapper", args->mapper, "mapper checkpoint for the proxy and this target");
+  cmd->add_option("--feature-sets", args->feature_sets,
+                  "proxy channel sets to time on their own, ';'-separated (kvzip,window_attn;key_norm,value_norm)")
+      ->delimiter(';');
   args->runtime.add_to(cmd);
   cmd->callback([args] {
     Status s = run_bench(*args);

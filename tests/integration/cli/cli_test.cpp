@@ -332,6 +332,26 @@ TEST(CliTrainMapper, UnknownConfigKeyIsRefused) {
 }
 
 // --log FILE: the progress lines go to stdout and, after a "--- DATE" line, are appended to FILE.
+// bench-scoring --feature-sets times the proxy's feature extraction per channel set (the channel ablation's cost):
+// one column and one JSON entry per set; an unknown channel is refused by name.
+TEST(CliBenchScoring, TimesEachFeatureSet) {
+  const std::string src = PROXYKV_SOURCE_DIR;
+  const std::string base = "bench-scoring --model " + src + "/models/target --proxy " + src +
+                           "/models/proxy --lengths 64 --repeats 1 --methods snapkv --threads 1 --feature-sets ";
+  CommandResult r = run(base + "\"kvzip,window_attn;key_norm,value_norm\"");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("features[kvzip,window_attn] (x)"), std::string::npos) << r.output;
+  const auto json_at = r.output.find("JSON ");
+  ASSERT_NE(json_at, std::string::npos) << r.output;
+  const std::string line = r.output.substr(json_at + 5, r.output.find('\n', json_at) - json_at - 5);
+  const nlohmann::json row = nlohmann::json::parse(line);
+  EXPECT_GT(row.at("features_s").at("kvzip,window_attn").get<double>(), 0) << line;
+  EXPECT_GT(row.at("features_s").at("key_norm,value_norm").get<double>(), 0) << line;
+  r = run(base + "\"kvzip,bogus\"");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("'bogus' is unknown"), std::string::npos) << r.output;
+}
+
 TEST(CliTrainLm, LogAppendsTheProgressLines) {
   TempDir tmp;
   const std::string config = (tmp / "tiny.json").string();
