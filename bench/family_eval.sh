@@ -230,7 +230,8 @@ if has proxykv; then
   for method in "${extra[@]}"; do
     base="${method%_seed*}"
     if [[ -z ${ablation[$base]+set} ]]; then
-      echo "family_eval.sh: unknown ablation $base (known: ${!ablation[*]})" >&2
+      known="$(printf '%s\n' "${!ablation[@]}" | grep -vx main | sort | tr '\n' ' ')"
+      echo "family_eval.sh: unknown ablation $base (known: ${known% })" >&2
       exit 2
     fi
     seed=""
