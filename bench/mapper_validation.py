@@ -3,10 +3,11 @@
 
     python3 bench/mapper_validation.py MAPPER_DIR|HISTORY.json [...]
 
-Reads each directory's train_history.json (or a copy of one, named directly) (written by `proxykv train-mapper`; epochs counted from 1) and prints the
-epoch with the best validation mean top-rho recall: its recall per ratio, the mean and the Spearman correlation.
+Reads each directory's train_history.json, or a copy of one named directly (written by `proxykv train-mapper`;
+epochs counted from 1), and prints the epoch with the best validation mean top-rho recall: its recall per ratio, the mean and the Spearman correlation.
 """
 import json
+import re
 import sys
 
 
@@ -22,9 +23,8 @@ def main():
         epochs = history["epochs"] if isinstance(history, dict) else history
         best = max(epochs, key=lambda e: e["val_mean_recall"])
         recall = " / ".join(f"{best['val_recall'][r]:.3f}" for r in sorted(best["val_recall"], key=float))
-        name = d.rstrip("/").rsplit("/", 1)[-1]
-        for suffix in (".json", "train_history", "-", "_"):  # a copied history: NAME-train_history.json -> NAME
-            name = name[: -len(suffix)] if name.endswith(suffix) and name != suffix else name
+        # a directory's name, or a copied history's: NAME-train_history.json -> NAME
+        name = re.sub(r"([-_]?train_history)?\.json$", "", d.rstrip("/").rsplit("/", 1)[-1])
         print(f"| {name} | {best['epoch']} | {recall} | {best['val_mean_recall']:.3f} | "
               f"{best['val_spearman']:.3f} |")
 

@@ -62,6 +62,14 @@ Status run_bench(const BenchScoringArgs& args) {
   if (args.proxy.empty() != (args.mapper.empty() && args.feature_sets.empty())) {
     return invalid_argument("--proxy goes with --mapper or --feature-sets (and they with it)");
   }
+  // The proxy's feature options for a channel list: the scorer options above, the family's 2 sinks.
+  auto feature_options = [&](std::vector<std::string> channels) {
+    proxy::FeatureOptions o;
+    o.channels = std::move(channels);
+    o.scorer = sopts;
+    o.scorer.n_sink = 2;
+    return o;
+  };
   std::vector<proxy::FeatureOptions> set_opts;
   if (!args.proxy.empty()) {
     PROXYKV_ASSIGN_OR_RETURN(proxy_model, DecoderLM::load(args.proxy, args.runtime.load_options()));
@@ -69,24 +77,19 @@ Status run_bench(const BenchScoringArgs& args) {
       return invalid_argument("the proxy's vocabulary differs from the target's: not the same family");
     }
     for (const auto& set : args.feature_sets) {
-      proxy::FeatureOptions o;
-      o.channels.clear();  // the default is {"kvzip"}
+      std::vector<std::string> channels;
       std::stringstream in(set);
-      for (std::string c; std::getline(in, c, ',');) o.channels.push_back(c);
-      o.scorer = sopts;
-      o.scorer.n_sink = 2;
-      if (Status valid = proxy::validate_feature_options(o); !valid.is_ok()) {
+      for (std::string c; std::getline(in, c, ',');) channels.push_back(c);
+      set_opts.push_back(feature_options(std::move(channels)));
+      if (Status valid = proxy::validate_feature_options(set_opts.back()); !valid.is_ok()) {
         return Status(valid.code(), "--feature-sets '" + set + "': " + valid.message());
       }
-      set_opts.push_back(o);
     }
   }
   if (!args.mapper.empty()) {
-    PROXYKV_ASSIGN_OR_RETURN(fopts.channels, mapper::read_feature_channels(args.mapper));
     PROXYKV_RETURN_IF_ERROR(registry.add("proxy", "target", args.mapper));
     PROXYKV_ASSIGN_OR_RETURN(pair, registry.find("proxy", "target"));
-    fopts.scorer = sopts;
-    fopts.scorer.n_sink = 2;
+    fopts = feature_options(pair->channels);  // the registry read them from the mapper's features.json
   }
   std::cout << "model: " << (args.model.empty() ? args.config + " (random weights)" : args.model) << ", "
             << spec.num_parameters() << " params, threads " << at::get_num_threads() << ", best of " << args.repeats
