@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -211,6 +212,76 @@ TEST(LmData, RecallDigitShareMixesBothAnswerShapes) {
   const int half = count_digit_sequences(0.5);
   EXPECT_GT(half, 150);  // binomial(400, 0.5): 200 +- 10, so 150..250 holds far beyond 4 sigma
   EXPECT_LT(half, 250);
+}
+
+// The "var" template: chains of "var kX = RHS ." statements, then single hops "<q> which var equal RHS ? <a> kX":
+// parsed back, each answer is the one key assigned that right-hand side, chains start at a number, every key is
+// assigned once and is a right-hand side at most once, and only the answer keys carry full weight.
+TEST(LmData, VarRecallAsksTheKeyAssignedEachRightHandSide) {
+  const int32_t var = tasks::family_encode("var")[0], eq = tasks::family_encode("=")[0],
+                dot = tasks::family_encode(".")[0], which = tasks::family_encode("which")[0],
+                qmark = tasks::family_encode("?")[0];
+  const auto is_key = [](int32_t t) { return t >= tasks::kFirstKeyId && t < tasks::kFirstKeyId + tasks::kNumKeys; };
+  const auto is_digit = [](int32_t t) {
+    return t >= tasks::kFirstDigitId && t < tasks::kFirstDigitId + tasks::kNumDigits;
+  };
+  for (uint64_t seed : {1u, 2u, 3u, 4u}) {
+    std::mt19937_64 rng(seed);
+    const TrainingSequence s = sample_var_recall(rng, 12, 10, 0.1f);
+    ASSERT_EQ(s.tokens.size(), s.weights.size());
+    std::map<std::vector<int32_t>, int32_t> lhs_of;  // RHS words -> the key assigned them
+    std::set<int32_t> assigned;
+    size_t i = 1, statements = 0, chains = 0;
+    while (s.tokens[i] != tasks::kSepId) {
+      ASSERT_EQ(s.tokens[i], var) << seed;
+      ASSERT_TRUE(is_key(s.tokens[i + 1]));
+      ASSERT_EQ(s.tokens[i + 2], eq);
+      const int32_t lhs = s.tokens[i + 1];
+      std::vector<int32_t> rhs;
+      for (i += 3; s.tokens[i] != dot; ++i) rhs.push_back(s.tokens[i]);
+      ++i;
+      if (rhs.size() == 4) {
+        EXPECT_TRUE(std::all_of(rhs.begin(), rhs.end(), is_digit));
+        ++chains;
+      } else {
+        ASSERT_EQ(rhs.size(), 1u);
+        EXPECT_EQ(assigned.count(rhs[0]), 1u) << "a hop starts from a key assigned before it";
+      }
+      EXPECT_TRUE(assigned.insert(lhs).second) << "each key is assigned once";
+      EXPECT_TRUE(lhs_of.emplace(rhs, lhs).second) << "each right-hand side has one key";
+      ++statements;
+    }
+    EXPECT_EQ(statements, 12u);
+    EXPECT_GE(chains, 1u);
+    int answers = 0;
+    for (++i; i < s.tokens.size();) {
+      ASSERT_EQ(s.tokens[i], tasks::kQuestionId);
+      ASSERT_EQ(s.tokens[i + 1], which);
+      std::vector<int32_t> rhs;
+      for (i += 4; s.tokens[i] != qmark; ++i) rhs.push_back(s.tokens[i]);
+      ASSERT_EQ(s.tokens[i + 1], tasks::kAnswerId);
+      ASSERT_EQ(lhs_of.count(rhs), 1u);
+      EXPECT_EQ(s.tokens[i + 2], lhs_of[rhs]);
+      EXPECT_EQ(s.weights[i + 2], 1.f);
+      ++answers;
+      i += 3;
+    }
+    EXPECT_EQ(answers, 10);
+    EXPECT_EQ(std::count(s.weights.begin(), s.weights.end(), 1.f), 10);
+  }
+  // The template is chosen by recall_template; an unknown one is refused with the choices named.
+  auto phase = PhaseMix::from_json(
+      nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "var"}, {"recall_facts_max", 6}},
+      "cfg");
+  ASSERT_TRUE(phase.is_ok()) << phase.status().to_string();
+  std::mt19937_64 rng(5);
+  auto drawn = sample_from_phase(rng, *phase);
+  ASSERT_TRUE(drawn.is_ok());
+  EXPECT_EQ(drawn->tokens[1], var);
+  auto bad = PhaseMix::from_json(
+      nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "reverse"}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("\"var\""), std::string::npos);
 }
 
 TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {

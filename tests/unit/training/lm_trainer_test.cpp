@@ -1,5 +1,6 @@
 #include "proxykv/training/lm_trainer.h"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -240,6 +241,29 @@ TEST(TrainLm, GatedPhaseEndsEarlyAndResumesInTheNextPhase) {
   ASSERT_TRUE(run.is_ok());
   EXPECT_EQ(run->losses.size(), 30u);
   fs::remove_all(dir);
+}
+
+// A phase with its own lr holds it after a 50-step warm-up, whatever the cosine of the other phases is doing; the
+// phases without one follow the cosine over the whole schedule.
+TEST(TrainLmConfig, PhaseLearningRateOverridesTheCosine) {
+  json j = tiny_config("/tmp/x", 100);
+  j["phases"].push_back(j["phases"][0]);
+  j["phases"][1]["name"] = "own-lr";
+  j["phases"][1]["lr"] = 1e-3;
+  auto c = TrainLmConfig::from_json(j, "cfg");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_DOUBLE_EQ(learning_rate_at(*c, 0), 1e-2 / 5);  // the run's warm-up (5 steps)
+  // Cosine over 200 steps: halfway through the decay at step 5 + 195 / 2.
+  const double progress = 45.0 / 195.0;
+  EXPECT_NEAR(learning_rate_at(*c, 50), 1e-2 * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * progress))), 1e-12);
+  EXPECT_DOUBLE_EQ(learning_rate_at(*c, 100), 1e-3 / 50);
+  EXPECT_DOUBLE_EQ(learning_rate_at(*c, 124), 1e-3 * 25 / 50);
+  EXPECT_DOUBLE_EQ(learning_rate_at(*c, 149), 1e-3);
+  EXPECT_DOUBLE_EQ(learning_rate_at(*c, 199), 1e-3);
+  j["phases"][1]["lr"] = -1;
+  auto bad = TrainLmConfig::from_json(j, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("lr must be"), std::string::npos);
 }
 
 TEST(TrainLmConfig, ErrorsNameTheProblem) {

@@ -148,6 +148,55 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
   return s;
 }
 
+TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
+                                   int value_digits) {
+  static const std::vector<int32_t> kVar = tasks::family_encode("var");
+  static const std::vector<int32_t> kEqual = tasks::family_encode("=");
+  static const std::vector<int32_t> kDot = tasks::family_encode(".");
+  static const std::vector<int32_t> kWhichVarEqual = tasks::family_encode("which var equal");
+  static const std::vector<int32_t> kQuestionMark = tasks::family_encode("?");
+  const int digits = value_digits > 0 ? value_digits : 4;
+  statements = std::clamp(statements, 1, static_cast<int>(tasks::kNumKeys));
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  std::vector<int32_t> assigned;                            // every LHS key so far
+  std::vector<int32_t> chain_ends;                          // the last LHS of each chain
+  std::vector<std::pair<int32_t, std::vector<int32_t>>> made;  // (LHS, RHS words)
+  for (int i = 0; i < statements; ++i) {
+    int32_t k;
+    do {
+      k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
+    } while (std::find(assigned.begin(), assigned.end(), k) != assigned.end());
+    assigned.push_back(k);
+    std::vector<int32_t> rhs;
+    if (chain_ends.empty() || uniform_below(rng, 10) < 3) {  // a new chain, from a number
+      for (int d = 0; d < digits; ++d) rhs.push_back(random_digit(rng));
+      chain_ends.push_back(k);
+    } else {  // a chain grows by one hop: its end becomes this statement's RHS
+      int32_t& end = chain_ends[uniform_below(rng, chain_ends.size())];
+      rhs.push_back(end);
+      end = k;
+    }
+    push_words(s, kVar, other_weight);
+    push(s, k, other_weight);
+    push_words(s, kEqual, other_weight);
+    push_words(s, rhs, other_weight);
+    push_words(s, kDot, other_weight);
+    made.emplace_back(k, std::move(rhs));
+  }
+  push(s, tasks::kSepId, other_weight);
+  for (int q = 0; q < queries; ++q) {
+    const auto& [lhs, rhs] = made[uniform_below(rng, made.size())];  // with replacement
+    push(s, tasks::kQuestionId, other_weight);
+    push_words(s, kWhichVarEqual, other_weight);
+    push_words(s, rhs, other_weight);
+    push_words(s, kQuestionMark, other_weight);
+    push(s, tasks::kAnswerId, other_weight);
+    push(s, lhs, 1.f);
+  }
+  return s;
+}
+
 std::string compose_answer(const std::string& task, const std::string& question,
                            const std::vector<std::string>& answers, const std::string& separator, bool restate) {
   std::vector<std::string> keys;
@@ -234,11 +283,13 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
     p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
     const std::string recall_template = j.value("recall_template", std::string("adjacent"));
-    if (recall_template != "adjacent" && recall_template != "sentences") {
-      return invalid_argument(origin + ": recall_template must be \"adjacent\" or \"sentences\", got \"" +
+    if (recall_template != "adjacent" && recall_template != "sentences" && recall_template != "var") {
+      return invalid_argument(origin + ": recall_template must be \"adjacent\", \"sentences\" or \"var\", got \"" +
                               recall_template + "\"");
     }
     p.recall_sentences = recall_template == "sentences";
+    p.recall_var = recall_template == "var";
+    p.lr = j.value("lr", p.lr);
     p.context_min = j.value("context_min", p.context_min);
     p.context_max = j.value("context_max", p.context_max);
     p.tasks = j.value("tasks", std::vector<std::string>{});
@@ -277,6 +328,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "recall_digit_share must lie in [0, 1]");
   }
   if (p.facts_max < 0) return invalid_argument(where + "facts_max must be >= 0 (0: no cap)");
+  if (p.lr < 0) return invalid_argument(where + "lr must be >= 0 (0: the run's cosine schedule)");
   if (p.context_drop_share < 0 || p.context_drop_share > 1 || p.context_drop_max < 0 || p.context_drop_max > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
   }
@@ -311,6 +363,9 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   if (u < p.w_induction) return sample_induction(rng, p.induction_length, p.induction_digit_runs);
   if (u < p.w_induction + p.w_recall) {
     const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
+    if (p.recall_var) {
+      return sample_var_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_value_digits);
+    }
     int digits = p.recall_value_digits;
     if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;
     return sample_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_sentences, digits);

@@ -62,14 +62,27 @@ struct Schedule {
   }
 };
 
-// Linear warm-up, then cosine decay to min_lr_ratio over the schedule as run.
+// Linear warm-up, then cosine decay to min_lr_ratio over the schedule as run; a phase with its own `lr` holds that
+// rate after a warm-up over its first min(50, steps) steps.
 double lr_at(const TrainLmConfig& c, const Schedule& schedule, int64_t step) {
+  const size_t phase = schedule.phase_at(step);
+  if (c.phases[phase].lr > 0) {
+    const int64_t warmup = std::clamp<int64_t>(schedule.lengths[phase], 1, 50);
+    const int64_t into = step - schedule.start_of(phase);
+    return c.phases[phase].lr * static_cast<double>(std::min(into + 1, warmup)) / static_cast<double>(warmup);
+  }
   const int64_t total = std::max<int64_t>(1, schedule.total());
   if (step < c.warmup_steps) return c.lr * static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps);
   const double progress = static_cast<double>(step - c.warmup_steps) / std::max<int64_t>(1, total - c.warmup_steps);
   const double cosine = 0.5 * (1 + std::cos(M_PI * std::min(1.0, progress)));
   return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * cosine);
 }
+
+}  // namespace
+
+double learning_rate_at(const TrainLmConfig& config, int64_t step) { return lr_at(config, Schedule(config), step); }
+
+namespace {
 
 struct Batch {
   at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)

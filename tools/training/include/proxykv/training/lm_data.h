@@ -41,6 +41,16 @@ TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double d
 TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, float other_weight, bool sentences = false,
                                int value_digits = 0);
 
+// Reverse recall in variable_tracking's shape, dense: <bos> then `statements` assignments "var kX = RHS ." forming
+// chains (a chain starts with "var kA = d d d d ." (`value_digits` digits) and grows by "var kB = kA ."; chains
+// interleave, as the task's do), <sep>, then `queries` single hops "<q> which var equal RHS ? <a> kX" drawn with
+// replacement. Every key is assigned once and is the right-hand side at most once, so each hop has one answer.
+// Its answer stands two tokens *before* the matched RHS in the context: the reverse lookup that every step of a
+// variable_tracking chain is and that forward recall (the key before its value) never drills. Loss 1 on the
+// answer keys, `other_weight` elsewhere.
+TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
+                                   int value_digits = 4);
+
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
 // answers (multivalue, multiquery, variable_tracking) has them joined by `answer_separator` (a word such as "and";
@@ -79,7 +89,10 @@ struct PhaseMix {
   int64_t induction_length = 128;
   double induction_digit_runs = 0;  // see sample_induction
   int recall_facts_min = 2, recall_facts_max = 32;
-  bool recall_sentences = false;  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall)
+  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall) | "var" (see sample_var_recall; its
+  // number count is recall_value_digits, 4 when that is 0).
+  bool recall_sentences = false;
+  bool recall_var = false;
   int recall_value_digits = 0;    // see sample_recall
   // With recall_value_digits > 0: the probability that a recall sequence takes digit values (else one value
   // token each), so one phase drills both answer shapes. 1 (default): every sequence; no random draw then.
@@ -103,6 +116,10 @@ struct PhaseMix {
   // in the copying layer leaves its cache.
   bool context_drop_facts = false;
   std::vector<int64_t> context_drop_layers;
+  // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
+  // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
+  // the cosine's floor). 0 (default): the cosine.
+  double lr = 0;
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };

@@ -45,6 +45,11 @@ struct TrainLmResult {
   std::vector<double> losses;  // one per step
 };
 
+// The learning rate of `step` over the configured phase lengths (gated phases at their maximum): linear warm-up,
+// then cosine decay to min_lr_ratio over the whole schedule; a phase with its own `lr` holds that rate after a
+// warm-up over its first min(50, steps) steps.
+double learning_rate_at(const TrainLmConfig& config, int64_t step);
+
 // Trains, writing checkpoints to out_dir/checkpoint and the final model (config.json, model.safetensors,
 // tokenizer.json) to out_dir. With `resume`, continues from out_dir/checkpoint when it exists: batches are a
 // pure function of (seed, step), so a resumed run sees the same data as an uninterrupted one.
