@@ -92,7 +92,7 @@ int run(int argc, char** argv) {
       admin_options, metrics, [raw, &registry] { return service::health_of(*raw, {{"model_pairs", registry.pair_names()}, {"trained_levels", registry.trained_levels()}}); }));
   service::announce("mapper", server->control_endpoint(), *admin, server->data_plane_transport());
   const int sig = service::wait_for_shutdown(signals);
-  spdlog::info("signal {}: draining", sig);
+  get_logger("mapper")->info("signal {}: draining", sig);
   service::drain(*server);
   return 0;
 }

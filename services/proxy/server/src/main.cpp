@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxykv/core/logging.h"
 #include "proxykv/model/tokenizer.h"
 #include "proxykv/proxy_server/proxy_server.h"
 #include "proxykv/service/curve_config.h"
@@ -124,7 +125,7 @@ int run(int argc, char** argv) {
       admin_options, metrics, [raw, &cfg] { return service::health_of(*raw, {{"model", cfg.model_id}}); }));
   service::announce("proxy", server->control_endpoint(), *admin, server->data_plane_transport());
   const int sig = service::wait_for_shutdown(signals);
-  spdlog::info("signal {}: draining", sig);
+  get_logger("proxy")->info("signal {}: draining", sig);
   service::drain(*server);
   return 0;
 }
