@@ -284,6 +284,59 @@ TEST(LmData, VarRecallAsksTheKeyAssignedEachRightHandSide) {
   EXPECT_NE(bad.status().message().find("\"var\""), std::string::npos);
 }
 
+// recall_var_chains 1: every query is the task's own question, a chain's number, answered by the whole chain
+// ("kA and kB and ... <eos>"), each key the one assigned the key before it, the chain followed to its end.
+TEST(LmData, VarRecallChainQueriesFollowTheWholeChain) {
+  const int32_t dot = tasks::family_encode(".")[0], qmark = tasks::family_encode("?")[0],
+                and_word = tasks::family_encode("and")[0];
+  for (uint64_t seed : {7u, 8u, 9u}) {
+    std::mt19937_64 rng(seed);
+    const TrainingSequence s = sample_var_recall(rng, 16, 6, 0.1f, 4, /*chain_share=*/1.0);
+    std::map<std::vector<int32_t>, int32_t> lhs_of;
+    size_t i = 1;
+    while (s.tokens[i] != tasks::kSepId) {
+      const int32_t lhs = s.tokens[i + 1];
+      std::vector<int32_t> rhs;
+      for (i += 3; s.tokens[i] != dot; ++i) rhs.push_back(s.tokens[i]);
+      ++i;
+      lhs_of[rhs] = lhs;
+    }
+    int queries = 0, weighted = 0;
+    for (++i; i < s.tokens.size(); ++queries) {
+      ASSERT_EQ(s.tokens[i], tasks::kQuestionId);
+      std::vector<int32_t> number;
+      for (i += 4; s.tokens[i] != qmark; ++i) number.push_back(s.tokens[i]);
+      ASSERT_EQ(number.size(), 4u) << "a chain query starts from the chain's number";
+      ASSERT_EQ(s.tokens[i + 1], tasks::kAnswerId);
+      i += 2;
+      std::vector<int32_t> want{number};
+      for (auto it = lhs_of.find(want); it != lhs_of.end(); it = lhs_of.find(want)) {
+        if (want.size() == 1) {
+          EXPECT_EQ(s.tokens[i], and_word);
+          ++weighted;
+          ++i;
+        }
+        EXPECT_EQ(s.tokens[i], it->second);
+        EXPECT_EQ(s.weights[i], 1.f);
+        ++weighted;
+        want = {s.tokens[i++]};
+      }
+      ASSERT_EQ(s.tokens[i], tasks::kEosId) << "the chain ends where no key is assigned its last key";
+      ++weighted;
+      ++i;
+    }
+    EXPECT_EQ(queries, 6);
+    EXPECT_EQ(std::count(s.weights.begin(), s.weights.end(), 1.f), weighted);
+  }
+  auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1},
+                                                {"mix", {{"recall", 1.0}}},
+                                                {"recall_template", "var"},
+                                                {"recall_var_chains", 1.5}},
+                                 "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("recall_var_chains"), std::string::npos);
+}
+
 TEST(LmData, TaskSequenceEndsWithWeightedAnswers) {
   std::mt19937_64 rng(11);
   auto s = sample_task(rng, "niah_multikey", 200, 4, 2, 0.1f);

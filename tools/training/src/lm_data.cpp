@@ -149,12 +149,13 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 }
 
 TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
-                                   int value_digits) {
+                                   int value_digits, double chain_share) {
   static const std::vector<int32_t> kVar = tasks::family_encode("var");
   static const std::vector<int32_t> kEqual = tasks::family_encode("=");
   static const std::vector<int32_t> kDot = tasks::family_encode(".");
   static const std::vector<int32_t> kWhichVarEqual = tasks::family_encode("which var equal");
   static const std::vector<int32_t> kQuestionMark = tasks::family_encode("?");
+  static const std::vector<int32_t> kAnd = tasks::family_encode("and");
   const int digits = value_digits > 0 ? value_digits : 4;
   statements = std::clamp(statements, 1, static_cast<int>(tasks::kNumKeys));
   TrainingSequence s;
@@ -162,6 +163,7 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
   std::vector<int32_t> assigned;                            // every LHS key so far
   std::vector<int32_t> chain_ends;                          // the last LHS of each chain
   std::vector<std::pair<int32_t, std::vector<int32_t>>> made;  // (LHS, RHS words)
+  std::vector<std::vector<int32_t>> chains;                    // each chain's keys, from its number on
   for (int i = 0; i < statements; ++i) {
     int32_t k;
     do {
@@ -172,10 +174,12 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
     if (chain_ends.empty() || uniform_below(rng, 10) < 3) {  // a new chain, from a number
       for (int d = 0; d < digits; ++d) rhs.push_back(random_digit(rng));
       chain_ends.push_back(k);
+      chains.push_back({k});
     } else {  // a chain grows by one hop: its end becomes this statement's RHS
-      int32_t& end = chain_ends[uniform_below(rng, chain_ends.size())];
-      rhs.push_back(end);
-      end = k;
+      const size_t c = uniform_below(rng, chain_ends.size());
+      rhs.push_back(chain_ends[c]);
+      chain_ends[c] = k;
+      chains[c].push_back(k);
     }
     push_words(s, kVar, other_weight);
     push(s, k, other_weight);
@@ -186,6 +190,21 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
   }
   push(s, tasks::kSepId, other_weight);
   for (int q = 0; q < queries; ++q) {
+    if (chain_share > 0 && uniform01(rng) < chain_share) {  // the whole chain of one number
+      const std::vector<int32_t>& chain = chains[uniform_below(rng, chains.size())];
+      const auto head = std::find_if(made.begin(), made.end(), [&](const auto& m) { return m.first == chain[0]; });
+      push(s, tasks::kQuestionId, other_weight);
+      push_words(s, kWhichVarEqual, other_weight);
+      push_words(s, head->second, other_weight);
+      push_words(s, kQuestionMark, other_weight);
+      push(s, tasks::kAnswerId, other_weight);
+      for (size_t i = 0; i < chain.size(); ++i) {
+        if (i > 0) push_words(s, kAnd, 1.f);
+        push(s, chain[i], 1.f);
+      }
+      push(s, tasks::kEosId, 1.f);
+      continue;
+    }
     const auto& [lhs, rhs] = made[uniform_below(rng, made.size())];  // with replacement
     push(s, tasks::kQuestionId, other_weight);
     push_words(s, kWhichVarEqual, other_weight);
@@ -289,6 +308,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     }
     p.recall_sentences = recall_template == "sentences";
     p.recall_var = recall_template == "var";
+    p.recall_var_chains = j.value("recall_var_chains", p.recall_var_chains);
     p.lr = j.value("lr", p.lr);
     p.context_min = j.value("context_min", p.context_min);
     p.context_max = j.value("context_max", p.context_max);
@@ -328,6 +348,9 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "recall_digit_share must lie in [0, 1]");
   }
   if (p.facts_max < 0) return invalid_argument(where + "facts_max must be >= 0 (0: no cap)");
+  if (p.recall_var_chains < 0 || p.recall_var_chains > 1) {
+    return invalid_argument(where + "recall_var_chains must lie in [0, 1]");
+  }
   if (p.lr < 0) return invalid_argument(where + "lr must be >= 0 (0: the run's cosine schedule)");
   if (p.context_drop_share < 0 || p.context_drop_share > 1 || p.context_drop_max < 0 || p.context_drop_max > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
@@ -364,7 +387,8 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   if (u < p.w_induction + p.w_recall) {
     const int facts = static_cast<int>(draw(rng, p.recall_facts_min, p.recall_facts_max));
     if (p.recall_var) {
-      return sample_var_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_value_digits);
+      return sample_var_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_value_digits,
+                               p.recall_var_chains);
     }
     int digits = p.recall_value_digits;
     if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;

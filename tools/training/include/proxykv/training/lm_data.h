@@ -48,8 +48,11 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 // Its answer stands two tokens *before* the matched RHS in the context: the reverse lookup that every step of a
 // variable_tracking chain is and that forward recall (the key before its value) never drills. Loss 1 on the
 // answer keys, `other_weight` elsewhere.
+// `chain_share` > 0: a query is, with that probability, the task's own question instead, "<q> which var equal d d d d
+// ? <a> kA and kB and ... <eos>" (a chain's number, its whole chain joined by "and"): at each "and" the key to look up
+// stands one token back, where a single hop's stands two (0: never, and no draw for it).
 TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
-                                   int value_digits = 4);
+                                   int value_digits = 4, double chain_share = 0);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
@@ -93,6 +96,7 @@ struct PhaseMix {
   // number count is recall_value_digits, 4 when that is 0).
   bool recall_sentences = false;
   bool recall_var = false;
+  double recall_var_chains = 0;  // "var" only: sample_var_recall's chain_share
   int recall_value_digits = 0;    // see sample_recall
   // With recall_value_digits > 0: the probability that a recall sequence takes digit values (else one value
   // token each), so one phase drills both answer shapes. 1 (default): every sequence; no random draw then.
