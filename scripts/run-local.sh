@@ -61,7 +61,7 @@ done
 for b in proxykv proxykv-mapper proxykv-proxy proxykv-target; do
   [[ -x "$bin/$b" ]] || die "$bin/$b not found: build first (bash scripts/build.sh)"
 done
-# A tiny-family directory whose training has not finished holds only checkpoint/ (models/README.md): serve that
+# A tiny-family directory whose training has not finished holds only checkpoint/ (docs/training.md, "Running it"): serve that
 # snapshot, with the family tokenizer, from build/demo-models/NAME (scripts/stage-model.sh).
 serve_dir() {
   local dir="$1"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stage-model.sh [--bin DIR] SRC OUT: copies a servable model directory to OUT. A finished model (config.json,
 # tokenizer.json, weights) or a mapper checkpoint (mapper.json) is copied as it is; a tiny-family directory whose
-# training has not finished holds only checkpoint/ (models/README.md): its snapshot is staged with the family
+# training has not finished holds only checkpoint/ (docs/training.md, "Running it"): its snapshot is staged with the family
 # tokenizer. --checkpoint stages SRC/checkpoint even where a finished model exists (a probe of a run that is
 # continuing from a finished model: otherwise the finished model would be served). Used by scripts/run-local.sh
 # and deploy/docker/Dockerfile.
