@@ -308,5 +308,17 @@ TEST(TrainLmConfig, CommittedConfigsLoad) {
   }
 }
 
+// The trial configs (models/configs/trials, named in docs/training.md with the commands that ran them) load too.
+TEST(TrainLmConfig, CommittedTrialConfigsLoad) {
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(PROXYKV_SOURCE_DIR) / "models/configs/trials")) {
+    if (entry.path().extension() != ".json") continue;
+    auto c = TrainLmConfig::from_file(entry.path().string());
+    EXPECT_TRUE(c.is_ok()) << entry.path() << ": " << c.status().to_string();
+    ++seen;
+  }
+  EXPECT_GE(seen, 1);
+}
+
 }  // namespace
 }  // namespace proxykv::training
