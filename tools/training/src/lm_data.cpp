@@ -33,6 +33,16 @@ int32_t random_digit(std::mt19937_64& rng) {
   return static_cast<int32_t>(tasks::kFirstDigitId + uniform_below(rng, tasks::kNumDigits));
 }
 
+// Draws a key not in `taken` (redrawing until one is new) and appends it there.
+int32_t add_fresh_key(std::mt19937_64& rng, std::vector<int32_t>& taken) {
+  int32_t k;
+  do {
+    k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
+  } while (std::find(taken.begin(), taken.end(), k) != taken.end());
+  taken.push_back(k);
+  return k;
+}
+
 double uniform01(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
 }
@@ -117,11 +127,7 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
   std::vector<int32_t> keys;
   std::vector<std::vector<int32_t>> values;  // one value token, or value_digits digits
   for (int i = 0; i < facts; ++i) {
-    int32_t k;
-    do {
-      k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
-    } while (std::find(keys.begin(), keys.end(), k) != keys.end());
-    keys.push_back(k);
+    const int32_t k = add_fresh_key(rng, keys);
     std::vector<int32_t> value;
     if (value_digits > 0) {
       for (int d = 0; d < value_digits; ++d) value.push_back(random_digit(rng));
@@ -165,11 +171,7 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
   std::vector<std::pair<int32_t, std::vector<int32_t>>> made;  // (LHS, RHS words)
   std::vector<std::vector<int32_t>> chains;                    // each chain's keys, from its number on
   for (int i = 0; i < statements; ++i) {
-    int32_t k;
-    do {
-      k = static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys));
-    } while (std::find(assigned.begin(), assigned.end(), k) != assigned.end());
-    assigned.push_back(k);
+    const int32_t k = add_fresh_key(rng, assigned);
     std::vector<int32_t> rhs;
     if (chain_ends.empty() || uniform_below(rng, 10) < 3) {  // a new chain, from a number
       for (int d = 0; d < digits; ++d) rhs.push_back(random_digit(rng));
