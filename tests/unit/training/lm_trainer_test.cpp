@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -125,10 +126,12 @@ TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
   const int64_t T = static_cast<int64_t>(task.size());
   auto is_fact = [](int32_t id) { return id >= tasks::kFirstDigitId; };
 
+  ContextDropOptions all_filler;
+  all_filler.share = 1.0;
   std::mt19937_64 rng(3);
   at::Tensor ever = at::zeros({T}, at::kBool);
   for (int trial = 0; trial < 50; ++trial) {
-    at::Tensor m = context_drop_mask({task, other}, T, 2, 2, 1.0, 1.0, rng);
+    at::Tensor m = context_drop_mask({task, other}, T, 2, 2, all_filler, rng);
     if (!m.defined()) continue;
     ASSERT_EQ(m.sizes(), (at::IntArrayRef{2, 2, 2, T, T}));
     EXPECT_FALSE(m.select(1, 1).any().item<bool>());                // no question after the context: untouched
@@ -145,15 +148,18 @@ TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
   }
   EXPECT_GT(ever.sum().item<int64_t>(), 10);  // the filler does get dropped
   std::mt19937_64 rng2(3);
-  EXPECT_FALSE(context_drop_mask({task}, T, 2, 2, 0.0, 1.0, rng2).defined());  // share 0: off
+  EXPECT_FALSE(context_drop_mask({task}, T, 2, 2, ContextDropOptions{}, rng2).defined());  // share 0: off
 
   // Facts droppable, layer 0 only: the digits do get dropped there, layer 1 is never thinned, and the draws are
   // those of the plain mask (same stream: every entry the plain mask drops in layer 0 is dropped here too).
+  ContextDropOptions facts_layer0 = all_filler;
+  facts_layer0.facts = true;
+  facts_layer0.layers = {0};
   std::mt19937_64 rng3(5), rng4(5);
   at::Tensor facts_ever = at::zeros({T}, at::kBool);
   for (int trial = 0; trial < 50; ++trial) {
-    at::Tensor plain = context_drop_mask({task}, T, 2, 2, 1.0, 1.0, rng3);
-    at::Tensor m = context_drop_mask({task}, T, 2, 2, 1.0, 1.0, rng4, /*drop_facts=*/true, {0});
+    at::Tensor plain = context_drop_mask({task}, T, 2, 2, all_filler, rng3);
+    at::Tensor m = context_drop_mask({task}, T, 2, 2, facts_layer0, rng4);
     if (!m.defined()) continue;
     EXPECT_FALSE(m.select(0, 1).any().item<bool>());  // layer 1 keeps everything
     if (plain.defined()) {
@@ -167,6 +173,34 @@ TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
     }
   }
   EXPECT_GT(facts_ever.sum().item<int64_t>(), 3);  // the key and digits of the fact get dropped
+
+  // Structure, whole tokens: the key and digits always stay, the fact's `for`, `is` and `.` do get dropped, and a
+  // dropped position is dropped in every layer and head at once; the plain mask's drops are a subset (same draws).
+  ContextDropOptions structure_tokens = all_filler;
+  structure_tokens.structure = true;
+  structure_tokens.whole_tokens = true;
+  std::mt19937_64 rng5(7), rng6(7);
+  std::set<std::string> structure_dropped;
+  for (int trial = 0; trial < 50; ++trial) {
+    at::Tensor plain = context_drop_mask({task}, T, 2, 2, all_filler, rng5);
+    at::Tensor m = context_drop_mask({task}, T, 2, 2, structure_tokens, rng6);
+    if (!m.defined()) continue;
+    const at::Tensor q = m.select(1, 0).select(2, T - 1);  // [layers, heads, T]: what the last query row misses
+    if (plain.defined()) {
+      // Whole tokens change which (layer, head) entries go, not which draws are made: the (0, 0) entries agree.
+      const at::Tensor pq = plain.select(1, 0).select(2, T - 1);
+      EXPECT_TRUE(at::equal(pq[0][0] & q[0][0], pq[0][0]));
+    }
+    for (int64_t j = 0; j < T; ++j) {
+      const bool dropped = q[0][0][j].item<bool>();
+      EXPECT_TRUE(at::equal(q.select(2, j), at::full({2, 2}, dropped, at::kBool))) << j;  // everywhere or nowhere
+      if (!dropped) continue;
+      EXPECT_TRUE(j >= 2 && j < e) << j;
+      EXPECT_FALSE(is_fact(task[j])) << j;
+      if (is_fact(task[j - 1]) || is_fact(task[j + 1])) structure_dropped.insert(tasks::family_decode({task[j]}));
+    }
+  }
+  EXPECT_TRUE(structure_dropped.count("for") && structure_dropped.count("is") && structure_dropped.count("."));
 }
 
 TEST(TrainLm, ResumeContinuesExactly) {

@@ -326,6 +326,8 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop_max = j.value("context_drop_max", p.context_drop_max);
     p.context_drop_facts = j.value("context_drop_facts", p.context_drop_facts);
     p.context_drop_layers = j.value("context_drop_layers", p.context_drop_layers);
+    p.context_drop_structure = j.value("context_drop_structure", p.context_drop_structure);
+    p.context_drop_tokens = j.value("context_drop_tokens", p.context_drop_tokens);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -363,8 +365,10 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   for (int64_t l : p.context_drop_layers) {
     if (l < 0) return invalid_argument(where + "context_drop_layers must be layer indices >= 0");
   }
-  if ((p.context_drop_facts || !p.context_drop_layers.empty()) && p.context_drop_share <= 0) {
-    return invalid_argument(where + "context_drop_facts and context_drop_layers need context_drop_share > 0");
+  if ((p.context_drop_facts || p.context_drop_structure || p.context_drop_tokens || !p.context_drop_layers.empty()) &&
+      p.context_drop_share <= 0) {
+    return invalid_argument(where +
+                            "context_drop_facts, _structure, _tokens and _layers need context_drop_share > 0");
   }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");

@@ -124,9 +124,8 @@ Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t 
     std::mt19937_64 drop_rng(c.seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(step) * 0x94D049BB133111EBull + 7);
     std::vector<std::vector<int32_t>> rows;
     for (const auto& s : seqs) rows.push_back(s.tokens);
-    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop_share,
-                                       phase.context_drop_max, drop_rng, phase.context_drop_facts,
-                                       phase.context_drop_layers, phase.context_drop_min);
+    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads,
+                                       ContextDropOptions::of(phase), drop_rng);
   }
   return batch;
 }
@@ -175,12 +174,23 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
 
 }  // namespace
 
+ContextDropOptions ContextDropOptions::of(const PhaseMix& phase) {
+  ContextDropOptions o;
+  o.share = phase.context_drop_share;
+  o.min_rate = phase.context_drop_min;
+  o.max_rate = phase.context_drop_max;
+  o.facts = phase.context_drop_facts;
+  o.structure = phase.context_drop_structure;
+  o.whole_tokens = phase.context_drop_tokens;
+  o.layers = phase.context_drop_layers;
+  return o;
+}
+
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
-                             int64_t kv_heads, double share, double max_rate, std::mt19937_64& rng,
-                             bool drop_facts, const std::vector<int64_t>& only_layers, double min_rate) {
+                             int64_t kv_heads, const ContextDropOptions& options, std::mt19937_64& rng) {
   const int64_t B = static_cast<int64_t>(rows.size());
-  std::vector<bool> thinned(static_cast<size_t>(layers), only_layers.empty());
-  for (int64_t l : only_layers) {
+  std::vector<bool> thinned(static_cast<size_t>(layers), options.layers.empty());
+  for (int64_t l : options.layers) {
     if (l >= 0 && l < layers) thinned[static_cast<size_t>(l)] = true;
   }
   at::Tensor cols = at::zeros({layers, B, kv_heads, 1, T}, at::kBool);  // dropped entries
@@ -194,18 +204,21 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
     const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
     if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
     const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
-    if (u >= share) continue;
-    const double rate =
-        min_rate + (max_rate - min_rate) * static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+    if (u >= options.share) continue;
+    const double rate = options.min_rate + (options.max_rate - options.min_rate) *
+                                               static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
     const int64_t e = end - t.begin();
     for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
     for (int64_t j = 2; j < std::min<int64_t>(e, T); ++j) {
-      const bool droppable =
-          drop_facts || (!is_fact(t[j]) && !is_fact(t[j - 1]) && (j + 1 >= e || !is_fact(t[j + 1])));
+      const bool droppable = options.facts || (options.structure && !is_fact(t[j])) ||
+                             (!is_fact(t[j]) && !is_fact(t[j - 1]) && (j + 1 >= e || !is_fact(t[j + 1])));
+      bool first = false;  // the draw of (layer 0, head 0): whole_tokens applies it everywhere
       for (int64_t l = 0; l < layers; ++l) {
         for (int64_t h = 0; h < kv_heads; ++h) {
           // Drawn for every entry, droppable or not, from the raw bits (no std distribution: same on every platform).
-          const bool d = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) < rate;
+          bool d = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) < rate;
+          if (l == 0 && h == 0) first = d;
+          if (options.whole_tokens) d = first;
           if (droppable && d && thinned[static_cast<size_t>(l)]) col[l][b][h][0][j] = any = true;
         }
       }

@@ -120,6 +120,11 @@ struct PhaseMix {
   // in the copying layer leaves its cache.
   bool context_drop_facts = false;
   std::vector<int64_t> context_drop_layers;
+  // context_drop_structure: every word but the facts' keys, digits and values may be dropped (the `=`, `is`, `.`
+  // next to them too), as a token-level KVzip selection drops them. context_drop_tokens: a dropped position is
+  // dropped in every thinned layer and KV head at once (token-level eviction), not per (layer, head).
+  bool context_drop_structure = false;
+  bool context_drop_tokens = false;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.

@@ -60,19 +60,33 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& config, bool resume, std::os
 // Held-out retrieval accuracy per task: contexts generated with `seed`, each query answered greedily from the
 // context's KV cache (<bos> <ctx> context </ctx> prefilled once; <q> question <a> appended, decoded to <eos>,
 // then dropped again). string_match_all scoring.
+// What context_drop_mask may drop: a phase's context_drop_* options (lm_data.h).
+struct ContextDropOptions {
+  double share = 0;  // the probability that a task sequence's queries see its context thinned
+  double min_rate = 0, max_rate = 1;
+  bool facts = false;         // every context word is droppable, the facts' keys, digits and values too
+  bool structure = false;     // every word but a key, digit or value: the facts' `is`, `=`, `.` too
+  bool whole_tokens = false;  // a position's draw holds for every thinned (layer, KV head) at once
+  std::vector<int64_t> layers;  // the layers thinned; empty: all
+
+  static ContextDropOptions of(const PhaseMix& phase);
+};
+
 // forward_batch's key_drop for a batch (inputs [B, T], one token list per row, padded by the caller): for each row
 // that is a task sequence (a `<q>` after its `</ctx>`), with probability `share`, a rate r ~ U[min_rate, max_rate] and,
 // per (layer, KV head), every droppable context entry is dropped with probability r for all queries after
 // `</ctx>`, as an evicted cache entry is. Droppable: positions 2 .. `</ctx>`-1 (the `<bos> <ctx>` sinks stay, like
 // the scorers' sinks) holding a filler or structure word that is not next to a digit, key or value, so the facts
 // (and the words either side) are always seen: the model learns to answer from the facts with the filler thinned,
-// the way a good scorer leaves it. With `drop_facts` every entry of positions 2 .. `</ctx>`-1 is droppable, the
-// facts too. `only_layers` non-empty: only those layers are thinned (the others keep every entry). The random draws
-// do not depend on `drop_facts` or `only_layers`. Undefined when no entry is dropped. Randomness from `rng` only.
+// the way a good scorer leaves it. With `facts` every entry of positions 2 .. `</ctx>`-1 is droppable, the facts
+// too; with `structure` every one that is not a key, digit or value (what a token-level KVzip selection drops first:
+// the `=` of variable_tracking's statements, the `.` after a fact). With `whole_tokens` the draw of a position's
+// (layer 0, head 0) entry decides it in every thinned layer and head, as token-level eviction drops a token
+// everywhere. `layers` non-empty: only those layers are thinned (the others keep every entry). The random draws
+// do not depend on `facts`, `structure`, `whole_tokens` or `layers`. Undefined when no entry is dropped.
+// Randomness from `rng` only.
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
-                             int64_t kv_heads, double share, double max_rate, std::mt19937_64& rng,
-                             bool drop_facts = false, const std::vector<int64_t>& only_layers = {},
-                             double min_rate = 0.0);
+                             int64_t kv_heads, const ContextDropOptions& options, std::mt19937_64& rng);
 
 struct RetrievalScore {
   std::map<std::string, double> accuracy;  // per task
