@@ -480,5 +480,54 @@ TEST(LmData, PhaseFromJsonValidates) {
   EXPECT_FALSE(bad.is_ok());
 }
 
+
+TEST(LmData, MultiRecallListsEveryNumberOfTheKeyInContextOrder) {
+  int multi_answers = 0;
+  for (uint64_t seed : {11u, 12u, 13u}) {
+    std::mt19937_64 rng(seed);
+    const TrainingSequence s = sample_multi_recall(rng, 12, 6, 0.1f, 4);
+    ASSERT_EQ(s.tokens.size(), s.weights.size());
+    // The facts: "the magic number for kA is d d d d ." each; every key's numbers in context order.
+    std::map<std::string, std::vector<std::string>> numbers_of;
+    size_t i = 1;
+    int facts = 0;
+    for (; s.tokens[i] != tasks::kSepId; i += 11, ++facts) {
+      const std::string fact = tasks::family_decode({s.tokens.begin() + i, s.tokens.begin() + i + 11});
+      ASSERT_EQ(fact.rfind("the magic number for k", 0), 0u) << fact;
+      const std::string key = fact.substr(21, 4), rest = fact.substr(25);
+      ASSERT_EQ(rest.substr(0, 4), " is ") << fact;
+      ASSERT_EQ(rest.back(), '.') << fact;
+      numbers_of[key].push_back(rest.substr(4, rest.size() - 6));
+    }
+    EXPECT_EQ(facts, 12);
+    // The queries: the niah question, then the answer answer_restate writes for niah_multivalue, then <eos>.
+    int queries = 0;
+    size_t weighted = 0;
+    for (++i; i < s.tokens.size(); ++queries) {
+      ASSERT_EQ(s.tokens[i], tasks::kQuestionId);
+      const auto a = std::find(s.tokens.begin() + i, s.tokens.end(), tasks::kAnswerId);
+      const auto eos = std::find(a, s.tokens.end(), tasks::kEosId);
+      ASSERT_NE(eos, s.tokens.end());
+      const std::string question = tasks::family_decode({s.tokens.begin() + i + 1, a});
+      const std::string key = question.substr(question.size() - 6, 4);
+      ASSERT_EQ(question, "what is the magic number for " + key + " ?");
+      ASSERT_TRUE(numbers_of.count(key)) << key;
+      EXPECT_EQ(tasks::family_decode({a + 1, eos}),
+                compose_answer("niah_multivalue", question, numbers_of[key], "and", /*restate=*/true));
+      for (auto t = a + 1; t <= eos; ++t) EXPECT_EQ(s.weights[t - s.tokens.begin()], 1.f);
+      weighted += static_cast<size_t>(eos - a);
+      if (numbers_of[key].size() > 1) ++multi_answers;
+      i = static_cast<size_t>(eos - s.tokens.begin()) + 1;
+    }
+    EXPECT_EQ(queries, 6);
+    EXPECT_EQ(static_cast<size_t>(std::count(s.weights.begin(), s.weights.end(), 1.f)), weighted);
+  }
+  EXPECT_GT(multi_answers, 3);  // keys with several numbers are asked, not only single ones
+  auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"recall_template", "multi"}},
+                                   "cfg");
+  ASSERT_TRUE(phase.is_ok()) << phase.status().message();
+  EXPECT_TRUE(phase->recall_multi);
+}
+
 }  // namespace
 }  // namespace proxykv::training

@@ -218,6 +218,57 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
   return s;
 }
 
+TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
+                                     int value_digits) {
+  static const std::vector<int32_t> kFactHead = tasks::family_encode("the magic number for");
+  static const std::vector<int32_t> kQuestionHead = tasks::family_encode("what is the magic number for");
+  static const int32_t kIs = tasks::family_encode("is").at(0);
+  static const int32_t kDot = tasks::family_encode(".").at(0);
+  static const int32_t kQuestionMark = tasks::family_encode("?").at(0);
+  static const int32_t kAnd = tasks::family_encode("and").at(0);
+  const int digits = value_digits > 0 ? value_digits : 4;
+  statements = std::max(statements, 1);
+  TrainingSequence s;
+  push(s, tasks::kBosId, 0.f);
+  std::vector<int32_t> keys;                          // distinct, in order of first use
+  std::vector<std::vector<std::vector<int32_t>>> numbers;  // per key, its numbers in context order
+  for (int i = 0; i < statements; ++i) {
+    size_t k;
+    if (!keys.empty() && uniform_below(rng, 2) == 0) {
+      k = uniform_below(rng, keys.size());
+    } else {
+      add_fresh_key(rng, keys);
+      numbers.emplace_back();
+      k = keys.size() - 1;
+    }
+    std::vector<int32_t> number;
+    for (int d = 0; d < digits; ++d) number.push_back(random_digit(rng));
+    push_words(s, kFactHead, other_weight);
+    push(s, keys[k], other_weight);
+    push(s, kIs, other_weight);
+    push_words(s, number, other_weight);
+    push(s, kDot, other_weight);
+    numbers[k].push_back(std::move(number));
+  }
+  push(s, tasks::kSepId, other_weight);
+  for (int q = 0; q < queries; ++q) {
+    const size_t k = uniform_below(rng, keys.size());  // with replacement
+    push(s, tasks::kQuestionId, other_weight);
+    push_words(s, kQuestionHead, other_weight);
+    push(s, keys[k], other_weight);
+    push(s, kQuestionMark, other_weight);
+    push(s, tasks::kAnswerId, other_weight);
+    push(s, keys[k], 1.f);
+    push(s, kIs, 1.f);
+    for (size_t n = 0; n < numbers[k].size(); ++n) {
+      if (n > 0) push(s, kAnd, 1.f);
+      push_words(s, numbers[k][n], 1.f);
+    }
+    push(s, tasks::kEosId, 1.f);
+  }
+  return s;
+}
+
 std::string compose_answer(const std::string& task, const std::string& question,
                            const std::vector<std::string>& answers, const std::string& separator, bool restate) {
   std::vector<std::string> keys;
@@ -304,12 +355,14 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.recall_facts_min = j.value("recall_facts_min", p.recall_facts_min);
     p.recall_facts_max = j.value("recall_facts_max", p.recall_facts_max);
     const std::string recall_template = j.value("recall_template", std::string("adjacent"));
-    if (recall_template != "adjacent" && recall_template != "sentences" && recall_template != "var") {
-      return invalid_argument(origin + ": recall_template must be \"adjacent\", \"sentences\" or \"var\", got \"" +
+    if (recall_template != "adjacent" && recall_template != "sentences" && recall_template != "var" &&
+        recall_template != "multi") {
+      return invalid_argument(origin + ": recall_template must be \"adjacent\", \"sentences\", \"var\" or \"multi\", got \"" +
                               recall_template + "\"");
     }
     p.recall_sentences = recall_template == "sentences";
     p.recall_var = recall_template == "var";
+    p.recall_multi = recall_template == "multi";
     p.recall_var_chains = j.value("recall_var_chains", p.recall_var_chains);
     p.lr = j.value("lr", p.lr);
     p.context_min = j.value("context_min", p.context_min);
@@ -395,6 +448,9 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
     if (p.recall_var) {
       return sample_var_recall(rng, facts, static_cast<int>(draw(rng, 8, 16)), 0.1f, p.recall_value_digits,
                                p.recall_var_chains);
+    }
+    if (p.recall_multi) {
+      return sample_multi_recall(rng, facts, static_cast<int>(draw(rng, 4, 8)), 0.1f, p.recall_value_digits);
     }
     int digits = p.recall_value_digits;
     if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;

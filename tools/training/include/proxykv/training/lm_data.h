@@ -54,6 +54,17 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
                                    int value_digits = 4, double chain_share = 0);
 
+// Dense multi-value recall, niah_multivalue's skill without the filler: `statements` niah facts "the magic number
+// for kA is d d d d ." over a few keys (each statement reuses a key drawn so far with probability 1/2, so a key has
+// one to several numbers, interleaved with other keys' facts), <sep>, then `queries` questions "<q> what is the
+// magic number for kA ? <a> kA is N1 and N2 ... <eos>" drawn with replacement: every number of kA in context order,
+// restated as answer_restate writes a multivalue answer, then <eos>. After each "and" the number to write is that
+// of the next fact of kA after the one just copied, and <eos> comes after its last; the task's own contexts give one
+// such list per sequence, this gives `queries`. Loss 1 on the answers (and their <eos>), `other_weight` elsewhere.
+// `value_digits` numbers of digits each (4 when 0).
+TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
+                                     int value_digits);
+
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
 // answers (multivalue, multiquery, variable_tracking) has them joined by `answer_separator` (a word such as "and";
@@ -92,10 +103,12 @@ struct PhaseMix {
   int64_t induction_length = 128;
   double induction_digit_runs = 0;  // see sample_induction
   int recall_facts_min = 2, recall_facts_max = 32;
-  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall) | "var" (see sample_var_recall; its
-  // number count is recall_value_digits, 4 when that is 0).
+  // "recall_template": "adjacent" (default) | "sentences" (see sample_recall) | "var" (see sample_var_recall) |
+  // "multi" (see sample_multi_recall); for "var" and "multi" the number's digit count is recall_value_digits, 4 when
+  // that is 0.
   bool recall_sentences = false;
   bool recall_var = false;
+  bool recall_multi = false;
   double recall_var_chains = 0;  // "var" only: sample_var_recall's chain_share
   int recall_value_digits = 0;    // see sample_recall
   // With recall_value_digits > 0: the probability that a recall sequence takes digit values (else one value
