@@ -43,9 +43,6 @@ int32_t add_fresh_key(std::mt19937_64& rng, std::vector<int32_t>& taken) {
   return k;
 }
 
-double uniform01(std::mt19937_64& rng) {
-  return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
-}
 
 // Facts drawn for a training context: small enough to fit, varied enough to teach distractors. `facts_max` > 0
 // caps the draw (the bounds change, the number of draws does not).
@@ -90,6 +87,10 @@ const std::string& pick_task(std::mt19937_64& rng, const std::vector<std::string
 }
 
 }  // namespace
+
+double uniform01(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+}
 
 TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double digit_runs) {
   TrainingSequence s;
@@ -225,9 +226,8 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
   static const int32_t kIs = tasks::family_encode("is").at(0);
   static const int32_t kDot = tasks::family_encode(".").at(0);
   static const int32_t kQuestionMark = tasks::family_encode("?").at(0);
-  static const int32_t kAnd = tasks::family_encode("and").at(0);
   const int digits = value_digits > 0 ? value_digits : 4;
-  statements = std::max(statements, 1);
+  statements = std::clamp(statements, 1, static_cast<int>(tasks::kNumKeys));  // fresh keys never run out
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
   std::vector<int32_t> keys;                          // distinct, in order of first use
@@ -253,17 +253,19 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
   push(s, tasks::kSepId, other_weight);
   for (int q = 0; q < queries; ++q) {
     const size_t k = uniform_below(rng, keys.size());  // with replacement
+    std::vector<int32_t> question = kQuestionHead;
+    question.push_back(keys[k]);
+    question.push_back(kQuestionMark);
     push(s, tasks::kQuestionId, other_weight);
-    push_words(s, kQuestionHead, other_weight);
-    push(s, keys[k], other_weight);
-    push(s, kQuestionMark, other_weight);
+    push_words(s, question, other_weight);
     push(s, tasks::kAnswerId, other_weight);
-    push(s, keys[k], 1.f);
-    push(s, kIs, 1.f);
-    for (size_t n = 0; n < numbers[k].size(); ++n) {
-      if (n > 0) push(s, kAnd, 1.f);
-      push_words(s, numbers[k][n], 1.f);
-    }
+    std::vector<std::string> answers;
+    for (const auto& number : numbers[k]) answers.push_back(tasks::family_decode(number));
+    // The answer a niah_multivalue task context is trained on (answer_restate, "and" between the numbers).
+    push_words(s,
+               tasks::family_encode(compose_answer("niah_multivalue", tasks::family_decode(question), answers, "and",
+                                                   /*restate=*/true)),
+               1.f);
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -374,13 +376,13 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.answer_separator = j.value("answer_separator", p.answer_separator);
     p.answer_restate = j.value("answer_restate", p.answer_restate);
     p.facts_max = j.value("facts_max", p.facts_max);
-    p.context_drop_share = j.value("context_drop_share", p.context_drop_share);
-    p.context_drop_min = j.value("context_drop_min", p.context_drop_min);
-    p.context_drop_max = j.value("context_drop_max", p.context_drop_max);
-    p.context_drop_facts = j.value("context_drop_facts", p.context_drop_facts);
-    p.context_drop_layers = j.value("context_drop_layers", p.context_drop_layers);
-    p.context_drop_structure = j.value("context_drop_structure", p.context_drop_structure);
-    p.context_drop_tokens = j.value("context_drop_tokens", p.context_drop_tokens);
+    p.context_drop.share = j.value("context_drop_share", p.context_drop.share);
+    p.context_drop.min_rate = j.value("context_drop_min", p.context_drop.min_rate);
+    p.context_drop.max_rate = j.value("context_drop_max", p.context_drop.max_rate);
+    p.context_drop.facts = j.value("context_drop_facts", p.context_drop.facts);
+    p.context_drop.layers = j.value("context_drop_layers", p.context_drop.layers);
+    p.context_drop.structure = j.value("context_drop_structure", p.context_drop.structure);
+    p.context_drop.whole_tokens = j.value("context_drop_tokens", p.context_drop.whole_tokens);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -409,17 +411,17 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "recall_var_chains must lie in [0, 1]");
   }
   if (p.lr < 0) return invalid_argument(where + "lr must be >= 0 (0: the run's cosine schedule)");
-  if (p.context_drop_share < 0 || p.context_drop_share > 1 || p.context_drop_max < 0 || p.context_drop_max > 1) {
+  const ContextDropOptions& drop = p.context_drop;
+  if (drop.share < 0 || drop.share > 1 || drop.max_rate < 0 || drop.max_rate > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
   }
-  if (p.context_drop_min < 0 || p.context_drop_min > p.context_drop_max) {
+  if (drop.min_rate < 0 || drop.min_rate > drop.max_rate) {
     return invalid_argument(where + "context_drop_min must lie in [0, context_drop_max]");
   }
-  for (int64_t l : p.context_drop_layers) {
+  for (int64_t l : drop.layers) {
     if (l < 0) return invalid_argument(where + "context_drop_layers must be layer indices >= 0");
   }
-  if ((p.context_drop_facts || p.context_drop_structure || p.context_drop_tokens || !p.context_drop_layers.empty()) &&
-      p.context_drop_share <= 0) {
+  if ((drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty()) && drop.share <= 0) {
     return invalid_argument(where +
                             "context_drop_facts, _structure, _tokens and _layers need context_drop_share > 0");
   }

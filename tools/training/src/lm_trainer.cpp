@@ -119,13 +119,12 @@ Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t 
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
-  if (phase.context_drop_share > 0) {
+  if (phase.context_drop.share > 0) {
     // Its own stream, so that turning it on leaves the sampled data of every step as it was.
     std::mt19937_64 drop_rng(c.seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(step) * 0x94D049BB133111EBull + 7);
     std::vector<std::vector<int32_t>> rows;
     for (const auto& s : seqs) rows.push_back(s.tokens);
-    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads,
-                                       ContextDropOptions::of(phase), drop_rng);
+    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop, drop_rng);
   }
   return batch;
 }
@@ -174,18 +173,6 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
 
 }  // namespace
 
-ContextDropOptions ContextDropOptions::of(const PhaseMix& phase) {
-  ContextDropOptions o;
-  o.share = phase.context_drop_share;
-  o.min_rate = phase.context_drop_min;
-  o.max_rate = phase.context_drop_max;
-  o.facts = phase.context_drop_facts;
-  o.structure = phase.context_drop_structure;
-  o.whole_tokens = phase.context_drop_tokens;
-  o.layers = phase.context_drop_layers;
-  return o;
-}
-
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
                              int64_t kv_heads, const ContextDropOptions& options, std::mt19937_64& rng) {
   const int64_t B = static_cast<int64_t>(rows.size());
@@ -203,10 +190,8 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
     const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
     const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
     if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
-    const double u = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
-    if (u >= options.share) continue;
-    const double rate = options.min_rate + (options.max_rate - options.min_rate) *
-                                               static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53);
+    if (uniform01(rng) >= options.share) continue;
+    const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
     const int64_t e = end - t.begin();
     for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
     for (int64_t j = 2; j < std::min<int64_t>(e, T); ++j) {
@@ -215,8 +200,8 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
       bool first = false;  // the draw of (layer 0, head 0): whole_tokens applies it everywhere
       for (int64_t l = 0; l < layers; ++l) {
         for (int64_t h = 0; h < kv_heads; ++h) {
-          // Drawn for every entry, droppable or not, from the raw bits (no std distribution: same on every platform).
-          bool d = static_cast<double>(rng() >> 11) / static_cast<double>(1ull << 53) < rate;
+          // Drawn for every entry, droppable or not, so the options change no later draw.
+          bool d = uniform01(rng) < rate;
           if (l == 0 && h == 0) first = d;
           if (options.whole_tokens) d = first;
           if (droppable && d && thinned[static_cast<size_t>(l)]) col[l][b][h][0][j] = any = true;
@@ -274,7 +259,7 @@ Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string&
     return invalid_argument(origin + ": need lr > 0, warmup_steps >= 1, threads >= 0, log_every >= 1");
   }
   for (const PhaseMix& p : c.phases) {
-    for (int64_t l : p.context_drop_layers) {
+    for (int64_t l : p.context_drop.layers) {
       if (l >= spec.num_layers) {
         return invalid_argument(origin + ": phase '" + p.name + "': context_drop_layers names layer " +
                                 std::to_string(l) + ", the model has " + std::to_string(spec.num_layers));

@@ -31,6 +31,10 @@ struct TrainingSequence {
 // circuit pretrained on key/value tokens only copies those; the niah answers are digit strings.
 TrainingSequence sample_induction(std::mt19937_64& rng, int64_t length, double digit_runs = 0.0);
 
+// A uniform draw in [0, 1) from the top 53 bits of one rng() call (no std distribution: the same on every
+// platform, so a seed replays the same data everywhere).
+double uniform01(std::mt19937_64& rng);
+
 // Dense multi-query recall: <bos> k v ... k v <sep> then queries k v drawn with replacement; loss on the
 // queried values (weight 1) and on everything else (weight `other_weight`).
 // With `sentences`, the task suite's shape instead: facts "k is v ." and queries "<q> k ? <a> v", so the key
@@ -92,6 +96,24 @@ Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& 
                                        int64_t chunk_tokens, float context_weight);
 
 // One curriculum phase's mixture: which samplers, with which weights and sizes.
+// Context dropout of a phase (lm_trainer.h: context_drop_mask): with probability `share` a task sequence's
+// questions and answers see its context thinned, per (layer, KV head), at a rate drawn uniformly from
+// [min_rate, max_rate], as an evicted cache would be.
+struct ContextDropOptions {
+  double share = 0;  // the probability that a task sequence's queries see its context thinned
+  double min_rate = 0, max_rate = 1;
+  // Every context word is droppable, the facts' keys, digits and values too. With `layers`, this teaches a model to
+  // answer with the facts gone from some layers, as a scorer that keeps them only in the copying layer leaves its
+  // cache.
+  bool facts = false;
+  // Every word but a key, digit or value is droppable: the facts' `is`, `=`, `.` too, as a token-level KVzip
+  // selection drops them.
+  bool structure = false;
+  // A position's draw holds for every thinned (layer, KV head) at once (token-level eviction), not per (layer, head).
+  bool whole_tokens = false;
+  std::vector<int64_t> layers;  // the layers thinned; empty: all
+};
+
 struct PhaseMix {
   std::string name;
   int64_t steps = 0;  // the phase's length; with until_copy_loss, its maximum
@@ -122,22 +144,9 @@ struct PhaseMix {
   std::string answer_separator;  // see sample_task; must be a family word
   bool answer_restate = false;   // see compose_answer
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
-  // Context dropout (eviction-robust training): with probability context_drop_share a task sequence's questions
-  // and answers see its context thinned, per (layer, KV head), at a rate drawn uniformly from
-  // [context_drop_min, context_drop_max] (lm_trainer.h: context_drop_mask). 0 (default): off, no random draw.
-  double context_drop_share = 0;
-  double context_drop_min = 0.0;
-  double context_drop_max = 1.0;
-  // context_drop_facts: the facts' words may be dropped too. context_drop_layers: the layers thinned (empty: all).
-  // Together they teach a model to answer with the facts gone from some layers, as a scorer that keeps them only
-  // in the copying layer leaves its cache.
-  bool context_drop_facts = false;
-  std::vector<int64_t> context_drop_layers;
-  // context_drop_structure: every word but the facts' keys, digits and values may be dropped (the `=`, `is`, `.`
-  // next to them too), as a token-level KVzip selection drops them. context_drop_tokens: a dropped position is
-  // dropped in every thinned layer and KV head at once (token-level eviction), not per (layer, head).
-  bool context_drop_structure = false;
-  bool context_drop_tokens = false;
+  // Context dropout (eviction-robust training), from the config keys context_drop_share, _min, _max, _facts,
+  // _layers, _structure and _tokens (see ContextDropOptions). share 0 (default): off, no random draw.
+  ContextDropOptions context_drop;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.

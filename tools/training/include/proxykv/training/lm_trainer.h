@@ -57,22 +57,8 @@ double learning_rate_at(const TrainLmConfig& config, int64_t step);
 Result<TrainLmResult> train_lm(const TrainLmConfig& config, bool resume, std::ostream& progress,
                                int64_t stop_after = -1);
 
-// Held-out retrieval accuracy per task: contexts generated with `seed`, each query answered greedily from the
-// context's KV cache (<bos> <ctx> context </ctx> prefilled once; <q> question <a> appended, decoded to <eos>,
-// then dropped again). string_match_all scoring.
-// What context_drop_mask may drop: a phase's context_drop_* options (lm_data.h).
-struct ContextDropOptions {
-  double share = 0;  // the probability that a task sequence's queries see its context thinned
-  double min_rate = 0, max_rate = 1;
-  bool facts = false;         // every context word is droppable, the facts' keys, digits and values too
-  bool structure = false;     // every word but a key, digit or value: the facts' `is`, `=`, `.` too
-  bool whole_tokens = false;  // a position's draw holds for every thinned (layer, KV head) at once
-  std::vector<int64_t> layers;  // the layers thinned; empty: all
-
-  static ContextDropOptions of(const PhaseMix& phase);
-};
-
-// forward_batch's key_drop for a batch (inputs [B, T], one token list per row, padded by the caller): for each row
+// forward_batch's key_drop for a batch (inputs [B, T], one token list per row, padded by the caller) under a phase's
+// ContextDropOptions (lm_data.h): for each row
 // that is a task sequence (a `<q>` after its `</ctx>`), with probability `share`, a rate r ~ U[min_rate, max_rate] and,
 // per (layer, KV head), every droppable context entry is dropped with probability r for all queries after
 // `</ctx>`, as an evicted cache entry is. Droppable: positions 2 .. `</ctx>`-1 (the `<bos> <ctx>` sinks stay, like
@@ -93,6 +79,9 @@ struct RetrievalScore {
   double mean = 0;
   int queries = 0;
 };
+// Held-out retrieval accuracy per task: contexts generated with `seed`, each query answered greedily from the
+// context's KV cache (<bos> <ctx> context </ctx> prefilled once; <q> question <a> appended, decoded to <eos>,
+// then dropped again). string_match_all scoring.
 Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vector<std::string>& task_names,
                                           int64_t length, int contexts, int queries, uint64_t seed);
 
