@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "proxykv/scoring/scorer.h"
+#include "proxykv/scoring/selection.h"
 #include "proxykv/tasks/vocabulary.h"
 
 namespace proxykv::training {
@@ -104,6 +106,83 @@ TEST(TrainLm, InitFromStartsFromTheGivenWeights) {
   EXPECT_NE(refused.status().message().find("init_from describes another model"), std::string::npos);
   fs::remove_all(trained);
   fs::remove_all(next);
+}
+
+// With a scorer, a picked row's queries after `</ctx>` see exactly the cache that scorer's own selection on the model
+// leaves (the same prefill and scores as the evaluator's, keep ratio 1 - rate), in every layer and head at its own
+// place in the [L, B, H, T, T] mask; the context's own rows and a row without a question see everything.
+TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
+  json model_json = tiny_config("unused", 1)["model"];
+  model_json["num_hidden_layers"] = 2;
+  model_json["num_attention_heads"] = 4;
+  model_json["num_key_value_heads"] = 2;
+  auto spec = ModelSpec::from_json(model_json, "tiny");
+  ASSERT_TRUE(spec.is_ok());
+  auto model = DecoderLM::random_init(*spec, 11, 0.5, {});
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  auto row = [](const std::string& text) {
+    std::vector<int32_t> t{tasks::kBosId, tasks::kCtxId};
+    for (int32_t id : tasks::family_encode(text)) t.push_back(id);
+    t.push_back(tasks::kCtxEndId);
+    return t;
+  };
+  std::vector<int32_t> task = row("the sky is blue . the magic number for k001 is 5 0 6 9 . the sun is bright in the "
+                                  "morning . var x1 = 4 4 1 2 . the grass is green .");
+  const int64_t n = static_cast<int64_t>(task.size());  // the prompt, through `</ctx>`
+  task.push_back(tasks::kQuestionId);
+  for (int32_t id : tasks::family_encode("what is the magic number for k001 ?")) task.push_back(id);
+  task.push_back(tasks::kAnswerId);
+  std::vector<int32_t> other = row("the sky is blue . the sun is bright .");
+  other.push_back(tasks::kRepeatId);
+  const int64_t T = static_cast<int64_t>(task.size());
+
+  for (const std::string level : {"token", "head", "global"}) {
+    ContextDropOptions options;
+    options.share = 1.0;
+    options.min_rate = options.max_rate = 0.7;  // keep 0.3
+    options.scorer = "kvzip";
+    options.level = level;
+    std::mt19937_64 rng(3);
+    auto mask = scored_drop_mask(**model, {other, task}, T, options, rng);
+    ASSERT_TRUE(mask.is_ok()) << mask.status().to_string();
+    ASSERT_TRUE(mask->defined());
+    ASSERT_EQ(mask->sizes(), (at::IntArrayRef{2, 2, 2, T, T}));
+
+    // The evaluator's way: prefill the prompt, score with KVzip (sinks <bos> <ctx>, <repeat> prompt), select.
+    scoring::ScorerOptions so;
+    so.n_sink = 2;
+    so.repeat_prompt_first = so.repeat_prompt_rest = {tasks::kRepeatId};
+    auto scorer = scoring::make_scorer("kvzip", so);
+    ASSERT_TRUE(scorer.is_ok());
+    const at::Tensor prompt = at::tensor(std::vector<int64_t>(task.begin(), task.begin() + n), at::dtype(at::kLong));
+    KvCache cache = (*model)->new_cache();
+    PrefillOptions popts;
+    popts.observer = (*scorer)->begin(**model, n);
+    (*model)->prefill(prompt, cache, popts);
+    auto scores = (*scorer)->finish(**model, cache, prompt);
+    ASSERT_TRUE(scores.is_ok());
+    auto keep = scoring::select_entries(*scores, 0.3, *scoring::parse_selection_level(level), 2);
+    ASSERT_TRUE(keep.is_ok());
+    const at::Tensor kept = keep->mask(n);  // [L, H, n]
+    EXPECT_NEAR(keep->ratio(), 0.3, 1.0 / static_cast<double>(n));
+
+    const at::Tensor m = mask->select(1, 1);                          // [L, H, T, T]
+    EXPECT_FALSE(mask->select(1, 0).any().item<bool>()) << level;     // no question after the context: untouched
+    EXPECT_FALSE(m.narrow(2, 0, n).any().item<bool>()) << level;      // the prompt's own rows see everything
+    EXPECT_FALSE(m.narrow(3, n, T - n).any().item<bool>()) << level;  // nothing after the prompt is dropped
+    for (int64_t i = n; i < T; ++i) {
+      EXPECT_TRUE(at::equal(m.select(2, i).narrow(2, 0, n), kept.logical_not())) << level << " row " << i;
+    }
+  }
+
+  // share 0 picks no row: nothing dropped, no mask.
+  ContextDropOptions off;
+  off.scorer = "kvzip";
+  off.max_rate = 0.5;
+  std::mt19937_64 rng(3);
+  auto none = scored_drop_mask(**model, {task}, T, off, rng);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_FALSE(none->defined());
 }
 
 TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
@@ -324,6 +403,30 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   c = TrainLmConfig::from_json(bad, "cfg.json");
   ASSERT_FALSE(c.is_ok());
   EXPECT_NE(c.status().message().find("until_copy_loss"), std::string::npos);
+
+  // context_drop_scorer: a scorer that evicts, a known level, a keep ratio above 0, and no random-draw options.
+  auto scorer_phase = [](const json& extra) {
+    json cfg = tiny_config("/tmp/x", 10);
+    cfg["phases"][0]["context_drop_share"] = 0.5;
+    cfg["phases"][0]["context_drop_max"] = 0.8;
+    cfg["phases"][0]["context_drop_scorer"] = "kvzip";
+    for (const auto& [k, v] : extra.items()) cfg["phases"][0][k] = v;
+    return TrainLmConfig::from_json(cfg, "cfg.json");
+  };
+  auto ok = scorer_phase(json::object());
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->phases[0].context_drop.scorer, "kvzip");
+  EXPECT_EQ(ok->phases[0].context_drop.level, "token");
+  for (const auto& [extra, needle] : std::vector<std::pair<json, std::string>>{
+           {{{"context_drop_scorer", "full"}}, "not a scorer that evicts"},
+           {{{"context_drop_scorer", "kvzipp"}}, "kvzipp"},
+           {{{"context_drop_level", "row"}}, "'row'"},
+           {{{"context_drop_max", 1.0}}, "context_drop_max < 1"},
+           {{{"context_drop_structure", true}}, "takes none of"}}) {
+    c = scorer_phase(extra);
+    ASSERT_FALSE(c.is_ok()) << extra.dump();
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
+  }
 
   EXPECT_EQ(TrainLmConfig::from_file("/nonexistent.json").status().code(), StatusCode::kNotFound);
 }

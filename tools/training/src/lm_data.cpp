@@ -383,6 +383,8 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop.layers = j.value("context_drop_layers", p.context_drop.layers);
     p.context_drop.structure = j.value("context_drop_structure", p.context_drop.structure);
     p.context_drop.whole_tokens = j.value("context_drop_tokens", p.context_drop.whole_tokens);
+    p.context_drop.scorer = j.value("context_drop_scorer", p.context_drop.scorer);
+    p.context_drop.level = j.value("context_drop_level", p.context_drop.level);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -424,6 +426,16 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   if ((drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty()) && drop.share <= 0) {
     return invalid_argument(where +
                             "context_drop_facts, _structure, _tokens and _layers need context_drop_share > 0");
+  }
+  if (!drop.scorer.empty()) {
+    if (drop.share <= 0 || drop.max_rate >= 1) {
+      return invalid_argument(where + "context_drop_scorer needs context_drop_share > 0 and context_drop_max < 1 " +
+                              "(a keep ratio 1 - rate above 0)");
+    }
+    if (drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty()) {
+      return invalid_argument(where + "context_drop_scorer decides every entry itself; it takes none of " +
+                              "context_drop_facts, _structure, _tokens, _layers");
+    }
   }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {
     return invalid_argument(where + "bad recall_facts_min/max");

@@ -17,6 +17,8 @@
 
 #include <torch/nn/utils/clip_grad.h>
 
+#include "proxykv/scoring/scorer.h"
+#include "proxykv/scoring/selection.h"
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
 
@@ -90,7 +92,8 @@ struct Batch {
   int64_t tokens = 0;
 };
 
-Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t step, const PhaseMix& phase) {
+Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t step, const PhaseMix& phase) {
+  const ModelSpec& spec = model.spec();
   std::mt19937_64 rng(c.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull + 1);
   std::vector<TrainingSequence> seqs;
   size_t max_len = 2;
@@ -124,7 +127,12 @@ Result<Batch> make_batch(const TrainLmConfig& c, const ModelSpec& spec, int64_t 
     std::mt19937_64 drop_rng(c.seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(step) * 0x94D049BB133111EBull + 7);
     std::vector<std::vector<int32_t>> rows;
     for (const auto& s : seqs) rows.push_back(s.tokens);
-    batch.key_drop = context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop, drop_rng);
+    if (phase.context_drop.scorer.empty()) {
+      batch.key_drop =
+          context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop, drop_rng);
+    } else {
+      PROXYKV_ASSIGN_OR_RETURN(batch.key_drop, scored_drop_mask(model, rows, T - 1, phase.context_drop, drop_rng));
+    }
   }
   return batch;
 }
@@ -213,6 +221,49 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
   return cols & after;  // [layers, B, kv_heads, T, T]
 }
 
+Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,
+                                    const ContextDropOptions& options, std::mt19937_64& rng) {
+  const ModelSpec& spec = model.spec();
+  const int64_t B = static_cast<int64_t>(rows.size()), L = spec.num_layers, H = spec.num_kv_heads;
+  PROXYKV_ASSIGN_OR_RETURN(const scoring::SelectionLevel level, scoring::parse_selection_level(options.level));
+  // What the evaluator gives the family's scorers (eval/evaluator.cpp): the `<bos> <ctx>` sinks, `<repeat>` as
+  // KVzip's prompt, its default reconstruction chunk and prefill chunk.
+  constexpr int64_t kSinks = 2;
+  scoring::ScorerOptions so;
+  so.n_sink = kSinks;
+  so.repeat_prompt_first = {tasks::kRepeatId};
+  so.repeat_prompt_rest = {tasks::kRepeatId};
+  at::Tensor cols = at::zeros({L, B, H, 1, T}, at::kBool);  // dropped entries
+  at::Tensor after = at::zeros({1, B, 1, T, 1}, at::kBool);  // the queries that see them dropped
+  bool any = false;
+  at::NoGradGuard no_grad;
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
+    const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
+    if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
+    if (uniform01(rng) >= options.share) continue;
+    const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
+    const int64_t n = (end - t.begin()) + 1;  // the prompt the serving path prefills: through `</ctx>`
+    if (n >= T) continue;
+    const at::Tensor prompt = at::tensor(std::vector<int64_t>(t.begin(), end + 1), at::dtype(at::kLong));
+    PROXYKV_ASSIGN_OR_RETURN(std::unique_ptr<scoring::Scorer> scorer, scoring::make_scorer(options.scorer, so));
+    KvCache cache = model.new_cache();
+    PrefillOptions popts;
+    popts.chunk_size = so.prefill_chunk;
+    popts.observer = scorer->begin(model, n);
+    model.prefill(prompt, cache, popts);
+    PROXYKV_ASSIGN_OR_RETURN(const at::Tensor scores, scorer->finish(model, cache, prompt));
+    PROXYKV_ASSIGN_OR_RETURN(const scoring::KeepSet keep, scoring::select_entries(scores, 1.0 - rate, level, kSinks));
+    const at::Tensor dropped = keep.mask(n).logical_not();  // [L, H, n]
+    if (!dropped.any().item<bool>()) continue;
+    cols.select(1, b).narrow(-1, 0, n).copy_(dropped.unsqueeze(2));
+    after.select(1, b).narrow(2, n, T - n).fill_(true);
+    any = true;
+  }
+  if (!any) return at::Tensor();
+  return cols & after;  // [layers, B, kv_heads, T, T]
+}
+
 Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string& origin) {
   TrainLmConfig c;
   try {
@@ -259,6 +310,18 @@ Result<TrainLmConfig> TrainLmConfig::from_json(const json& j, const std::string&
     return invalid_argument(origin + ": need lr > 0, warmup_steps >= 1, threads >= 0, log_every >= 1");
   }
   for (const PhaseMix& p : c.phases) {
+    if (!p.context_drop.scorer.empty()) {
+      const auto& names = scoring::scorer_names();
+      if (p.context_drop.scorer == "full" ||
+          std::find(names.begin(), names.end(), p.context_drop.scorer) == names.end()) {
+        return invalid_argument(origin + ": phase '" + p.name + "': context_drop_scorer '" + p.context_drop.scorer +
+                                "' is not a scorer that evicts (kvzip, snapkv, h2o, ...)");
+      }
+      if (!scoring::parse_selection_level(p.context_drop.level).is_ok()) {
+        return invalid_argument(origin + ": phase '" + p.name + "': context_drop_level '" + p.context_drop.level +
+                                "' is not global, layer, head or token");
+      }
+    }
     for (int64_t l : p.context_drop.layers) {
       if (l >= spec.num_layers) {
         return invalid_argument(origin + ": phase '" + p.name + "': context_drop_layers names layer " +
@@ -386,7 +449,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
   for (int64_t step = start_step; step < std::min(schedule.total(), stop_step); ++step) {
     const size_t phase_index = schedule.phase_at(step);
     const PhaseMix& phase = c.phases[phase_index];
-    PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, spec, step, phase));
+    PROXYKV_ASSIGN_OR_RETURN(Batch batch, make_batch(c, *model, step, phase));
     const double lr = lr_at(c, schedule, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 

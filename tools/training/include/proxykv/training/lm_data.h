@@ -112,6 +112,12 @@ struct ContextDropOptions {
   // A position's draw holds for every thinned (layer, KV head) at once (token-level eviction), not per (layer, head).
   bool whole_tokens = false;
   std::vector<int64_t> layers;  // the layers thinned; empty: all
+  // A scorer's name (scoring::make_scorer: "kvzip", "snapkv", ...). Non-empty: instead of the random draws, a
+  // picked row drops what that scorer's own selection on the model as it is at that step evicts at keep ratio
+  // 1 - r, at selection level `level`: the model learns to answer from the cache the scorer will leave it. Needs
+  // max_rate < 1 and none of facts, structure, whole_tokens, layers.
+  std::string scorer;
+  std::string level = "token";  // global, layer, head or token (scoring/selection.h)
 };
 
 struct PhaseMix {
@@ -145,7 +151,7 @@ struct PhaseMix {
   bool answer_restate = false;   // see compose_answer
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
   // Context dropout (eviction-robust training), from the config keys context_drop_share, _min, _max, _facts,
-  // _layers, _structure and _tokens (see ContextDropOptions). share 0 (default): off, no random draw.
+  // _layers, _structure, _tokens, _scorer and _level (see ContextDropOptions). share 0 (default): off, no random draw.
   ContextDropOptions context_drop;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at

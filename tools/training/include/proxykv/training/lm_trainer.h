@@ -74,6 +74,15 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& config, bool resume, std::os
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
                              int64_t kv_heads, const ContextDropOptions& options, std::mt19937_64& rng);
 
+// forward_batch's key_drop under a ContextDropOptions with a `scorer`: for each task row, with probability `share`,
+// a rate r ~ U[min_rate, max_rate]; the row's prompt (through `</ctx>`) is prefilled into a fresh cache of `model`
+// without gradients and scored by that scorer as the evaluator runs it (sinks `<bos> <ctx>`, `<repeat>` as KVzip's
+// prompt); the entries scoring::select_entries(scores, 1 - r, level) does not keep are dropped for every query after
+// `</ctx>` -- the cache the serving path would evict to. Undefined when nothing is dropped. Randomness from `rng`
+// only (a "random" scorer also draws from its own seed).
+Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,
+                                    const ContextDropOptions& options, std::mt19937_64& rng);
+
 struct RetrievalScore {
   std::map<std::string, double> accuracy;  // per task
   double mean = 0;
