@@ -23,6 +23,7 @@ struct EvalArgs {
   std::string level = "global";
   std::string out;
   std::string plot;
+  std::string answers;  // JSONL of every query's answer per method and ratio
   int64_t kvzip_chunk = 2048;
   uint64_t seed = 0;
   std::string proxy;                // proxy model directory (proxy methods)
@@ -81,6 +82,7 @@ Status run_eval(const EvalArgs& args) {
     }
   }
   options.whole_layers = args.whole_layers;
+  options.record_answers = !args.answers.empty();
   PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
   std::unique_ptr<DecoderLM> proxy;
   eval::ProxyMethods proxy_methods;
@@ -124,6 +126,11 @@ Status run_eval(const EvalArgs& args) {
   std::ofstream out(args.out);
   out << j.dump(2) << "\n";
   if (!out) return invalid_argument(args.out + ": cannot write results");
+  if (!args.answers.empty()) {
+    std::ofstream lines(args.answers);
+    for (const eval::EvalAnswer& a : report.answers) lines << a.to_json().dump() << "\n";
+    if (!lines) return invalid_argument(args.answers + ": cannot write answers");
+  }
   std::cout << std::left << std::setw(10) << "method" << std::setw(7) << "ratio" << std::setw(20) << "task"
             << std::setw(10) << "accuracy" << std::setw(10) << "fidelity" << std::setw(9) << "queries" << std::setw(12)
             << "kv_bytes"
@@ -162,6 +169,9 @@ void register_eval(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--iam", args->iam, "IAM head map JSON from calibrate-iam (method kvzip_iam)");
   cmd->add_option("--out", args->out, "results JSON")->required();
+  cmd->add_option("--answers", args->answers,
+                  "also write every query's answer (per method and ratio) to this JSONL file: id, task, method, "
+                  "keep_ratio, question, answers, output, correct, same_as_full");
   cmd->add_option("--plot", args->plot, "accuracy-vs-ratio plot (PNG, needs gnuplot)");
   cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");
   cmd->add_option("--max-answer-tokens", args->max_answer_tokens, "greedy decoding budget per query");

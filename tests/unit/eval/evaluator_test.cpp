@@ -1,5 +1,7 @@
 #include "proxykv/eval/evaluator.h"
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "proxykv/tasks/vocabulary.h"
@@ -85,6 +87,53 @@ TEST(Evaluator, KeepingEverythingChangesNoAnswerAndBytesFollowTheRatio) {
       EXPECT_DOUBLE_EQ(row["fidelity"].get<double>(), 1.0) << row["method"];
     }
     EXPECT_NEAR(row["kv_bytes"].get<double>() / full_bytes, rho, 0.01) << row["method"];
+  }
+}
+
+// record_answers: one answer per (context, method, ratio, query), in that order, each with its question and expected
+// answers, graded as the report counts it; without it, none are kept.
+TEST(Evaluator, RecordedAnswersAreTheOnesTheReportCounts) {
+  auto model = tiny_family_model();
+  Tokenizer tok = family_tokenizer();
+  EvalOptions opts;
+  opts.methods = {"full", "random"};
+  opts.ratios = {0.5, 1.0};
+  opts.max_answer_tokens = 6;
+  auto contexts = tasks::generate_tasks(tasks::TaskSpec{"kv_retrieval", 120, 4, 3, 2, 9});
+  ASSERT_TRUE(contexts.is_ok());
+  auto quiet = Evaluator::create(*model, tok, opts);
+  ASSERT_TRUE(quiet.is_ok());
+  EXPECT_TRUE(quiet->run(*contexts)->answers.empty());
+
+  opts.record_answers = true;
+  auto ev = Evaluator::create(*model, tok, opts);
+  ASSERT_TRUE(ev.is_ok());
+  auto report = ev->run(*contexts);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  ASSERT_EQ(report->answers.size(), 2u * 3u * 3u);  // 2 contexts x (full, random 0.5, random 1.0) x 3 queries
+  std::map<std::pair<std::string, double>, int64_t> correct;
+  size_t i = 0;
+  for (const auto& ctx : *contexts) {
+    for (const auto& [method, rho] : std::vector<std::pair<std::string, double>>{
+             {"full", 1.0}, {"random", 0.5}, {"random", 1.0}}) {
+      for (const auto& q : ctx.queries) {
+        const EvalAnswer& a = report->answers[i++];
+        EXPECT_EQ(a.context_id, ctx.id);
+        EXPECT_EQ(a.method, method);
+        EXPECT_EQ(a.keep_ratio, rho);
+        EXPECT_EQ(a.question, q.question);
+        EXPECT_EQ(a.expected, q.answers);
+        EXPECT_EQ(a.correct, tasks::string_match_all(a.output, q.answers));
+        if (rho == 1.0) EXPECT_TRUE(a.same_as_full) << a.method;
+        correct[{method, rho}] += a.correct ? 1 : 0;
+      }
+    }
+  }
+  for (const EvalRow& row : report->rows) EXPECT_EQ(row.correct, (correct[{row.method, row.keep_ratio}]));
+  const nlohmann::json line = report->answers[0].to_json();
+  for (const char* key : {"id", "task", "method", "keep_ratio", "question", "answers", "output", "correct",
+                          "same_as_full"}) {
+    EXPECT_TRUE(line.contains(key)) << key;
   }
 }
 

@@ -141,12 +141,19 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
         row.contexts += 1;
         row.context_tokens_sum += context_tokens;
         row.score_s_sum += score_s[m];
+        auto record = [&](size_t q, const std::string& text, bool correct) {
+          if (!options_.record_answers) return;
+          report.answers.push_back(EvalAnswer{ctx.id, ctx.task, method, rho, ctx.queries[q].question,
+                                              ctx.queries[q].answers, text, correct, text == full_answers[q]});
+        };
         if (is_full) {
           row.kv_bytes_sum += static_cast<double>(cache.used_bytes());
           for (size_t q = 0; q < ctx.queries.size(); ++q) {
-            row.correct += tasks::string_match_all(full_answers[q], ctx.queries[q].answers) ? 1 : 0;
+            const bool correct = tasks::string_match_all(full_answers[q], ctx.queries[q].answers);
+            row.correct += correct ? 1 : 0;
             row.same_as_full += 1;
             row.queries += 1;
+            record(q, full_answers[q], correct);
           }
           continue;
         }
@@ -167,15 +174,23 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
         row.kv_bytes_sum += static_cast<double>(compressed.used_bytes());
         for (size_t q = 0; q < ctx.queries.size(); ++q) {
           const std::string text = answer(compressed, ctx.queries[q].question);
-          row.correct += tasks::string_match_all(text, ctx.queries[q].answers) ? 1 : 0;
+          const bool correct = tasks::string_match_all(text, ctx.queries[q].answers);
+          row.correct += correct ? 1 : 0;
           row.same_as_full += text == full_answers[q] ? 1 : 0;
           row.queries += 1;
+          record(q, text, correct);
         }
       }
     }
     if (progress) progress(i + 1, total);
   }
   return report;
+}
+
+nlohmann::json EvalAnswer::to_json() const {
+  return {{"id", context_id}, {"task", task},     {"method", method},   {"keep_ratio", keep_ratio},
+          {"question", question}, {"answers", expected}, {"output", output}, {"correct", correct},
+          {"same_as_full", same_as_full}};
 }
 
 nlohmann::json EvalReport::to_json() const {

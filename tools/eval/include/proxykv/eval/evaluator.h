@@ -38,6 +38,20 @@ struct EvalOptions {
   // Diagnostic: these layers keep their whole cache whatever the method selects (kv_bytes counts them), to find
   // which layers' eviction costs the accuracy. Empty (default): every layer is compressed.
   std::vector<int64_t> whole_layers;
+  // Keep every query's answer text in EvalReport::answers (`proxykv eval --answers`), to read how a method fails.
+  bool record_answers = false;
+};
+
+// One query's answer under one (method, keep ratio): what the model wrote and whether string_match_all accepts it.
+struct EvalAnswer {
+  std::string context_id, task, method;
+  double keep_ratio = 1.0;
+  std::string question;
+  std::vector<std::string> expected;
+  std::string output;
+  bool correct = false;
+  bool same_as_full = false;
+  nlohmann::json to_json() const;
 };
 
 // One (method, keep ratio, task) cell.
@@ -59,6 +73,7 @@ struct EvalRow {
 
 struct EvalReport {
   std::vector<EvalRow> rows;
+  std::vector<EvalAnswer> answers;  // with EvalOptions::record_answers: in context, method, ratio, query order
   double prefill_s_sum = 0;
   int64_t contexts = 0;
   // {"results":[{method, keep_ratio, task, accuracy, queries, context_tokens_mean, kv_bytes, score_s, fidelity,
