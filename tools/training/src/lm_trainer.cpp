@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -179,6 +180,23 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
   return Status::ok();
 }
 
+// A row whose queries see its context thinned: the index of its `</ctx>` and the drop rate drawn for it. Only a task
+// sequence (a `<q>` after its `</ctx>`) is a candidate; a candidate is picked with probability `share` (one draw)
+// and then draws its rate in [min_rate, max_rate] (a second draw). Not a candidate: no draw.
+struct PickedRow {
+  int64_t ctx_end = 0;
+  double rate = 0;
+};
+
+std::optional<PickedRow> pick_row(const std::vector<int32_t>& t, const ContextDropOptions& options,
+                                  std::mt19937_64& rng) {
+  const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
+  if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) return std::nullopt;
+  if (uniform01(rng) >= options.share) return std::nullopt;
+  const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
+  return PickedRow{end - t.begin(), rate};
+}
+
 }  // namespace
 
 at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, int64_t layers,
@@ -196,11 +214,10 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
   auto is_fact = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFamilyVocabSize; };
   for (int64_t b = 0; b < B; ++b) {
     const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
-    const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
-    if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
-    if (uniform01(rng) >= options.share) continue;
-    const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
-    const int64_t e = end - t.begin();
+    const std::optional<PickedRow> picked = pick_row(t, options, rng);
+    if (!picked) continue;
+    const double rate = picked->rate;
+    const int64_t e = picked->ctx_end;
     for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
     for (int64_t j = 2; j < std::min<int64_t>(e, T); ++j) {
       const bool droppable = options.facts || (options.structure && !is_fact(t[j])) ||
@@ -239,13 +256,12 @@ Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<st
   at::NoGradGuard no_grad;
   for (int64_t b = 0; b < B; ++b) {
     const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
-    const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
-    if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) continue;
-    if (uniform01(rng) >= options.share) continue;
-    const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
-    const int64_t n = (end - t.begin()) + 1;  // the prompt the serving path prefills: through `</ctx>`
+    const std::optional<PickedRow> picked = pick_row(t, options, rng);
+    if (!picked) continue;
+    const double rate = picked->rate;
+    const int64_t n = picked->ctx_end + 1;  // the prompt the serving path prefills: through `</ctx>`
     if (n >= T) continue;
-    const at::Tensor prompt = at::tensor(std::vector<int64_t>(t.begin(), end + 1), at::dtype(at::kLong));
+    const at::Tensor prompt = at::tensor(std::vector<int64_t>(t.begin(), t.begin() + n), at::dtype(at::kLong));
     PROXYKV_ASSIGN_OR_RETURN(std::unique_ptr<scoring::Scorer> scorer, scoring::make_scorer(options.scorer, so));
     KvCache cache = model.new_cache();
     PrefillOptions popts;
