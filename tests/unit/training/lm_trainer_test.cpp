@@ -310,6 +310,44 @@ TEST(TrainLm, ResumeContinuesExactly) {
   fs::remove_all(b);
 }
 
+// A checkpoint names the phases of the config that wrote it. Resuming it with a config that appends a phase works;
+// with a config whose phases differ it is refused (it would go on training another curriculum at the checkpoint's
+// step), and the message names both phase lists.
+TEST(TrainLm, ResumeRefusesACheckpointOfAnotherCurriculum) {
+  const fs::path dir = temp_dir("curriculum");
+  std::ostringstream sink;
+  auto first = TrainLmConfig::from_json(tiny_config(dir.string(), 4), "first");
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_TRUE(train_lm(*first, false, sink).is_ok());
+
+  json other = tiny_config(dir.string(), 6);
+  other["phases"][0]["name"] = "other";
+  auto mismatched = TrainLmConfig::from_json(other, "other");
+  ASSERT_TRUE(mismatched.is_ok());
+  auto refused = train_lm(*mismatched, true, sink);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("[\"tasks\",4]"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("[\"other\",6]"), std::string::npos) << refused.status().message();
+
+  json longer = tiny_config(dir.string(), 6);  // the same phase run longer is another schedule too
+  auto stretched = TrainLmConfig::from_json(longer, "longer");
+  ASSERT_TRUE(stretched.is_ok());
+  EXPECT_FALSE(train_lm(*stretched, true, sink).is_ok());
+
+  json appended = tiny_config(dir.string(), 4);
+  json extra = appended["phases"][0];
+  extra["name"] = "more";
+  extra["steps"] = 2;
+  appended["phases"].push_back(extra);
+  auto grown = TrainLmConfig::from_json(appended, "appended");
+  ASSERT_TRUE(grown.is_ok());
+  auto resumed = train_lm(*grown, true, sink);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.status().message();
+  EXPECT_EQ(resumed->losses.size(), 2u);
+  fs::remove_all(dir);
+}
+
 // A phase with until_copy_loss ends at the first log point where the copy loss is below the threshold; the
 // shortened schedule is kept in the checkpoint, so a resumed run continues in the next phase.
 TEST(TrainLm, GatedPhaseEndsEarlyAndResumesInTheNextPhase) {

@@ -173,6 +173,10 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
     }
   }
   state["gated_phase_steps"] = ended;
+  // The curriculum the checkpoint belongs to: a resume checks that its config continues it (resume_curriculum).
+  json phases = json::array();
+  for (const auto& phase : c.phases) phases.push_back(json::array({phase.name, phase.steps}));
+  state["phases"] = phases;
   std::ofstream((tmp / "trainer_state.json").string()) << state.dump() << "\n";
   fs::remove_all(dir, ec);
   fs::rename(tmp, dir, ec);  // the previous checkpoint stays whole until the new one is complete
@@ -394,6 +398,33 @@ Result<RetrievalScore> evaluate_retrieval(const DecoderLM& model, const std::vec
   return score;
 }
 
+namespace {
+
+// A checkpoint records its config's phases (name, steps). A resume may append phases (how every trial here grew
+// from the curriculum), but a config whose phases do not start with the checkpoint's would continue another model's
+// training at its step count, silently: refused. Checkpoints written before the record resume as before.
+Status check_curriculum(const TrainLmConfig& c, const json& state, const std::string& ckpt) {
+  if (!state.contains("phases")) return Status::ok();
+  const json& saved = state.at("phases");
+  std::string theirs, ours;
+  for (const auto& p : saved) theirs += (theirs.empty() ? "" : ", ") + p.dump();
+  for (const auto& p : c.phases) {
+    ours += (ours.empty() ? "" : ", ") + json::array({p.name, p.steps}).dump();
+  }
+  bool prefix = saved.is_array() && saved.size() <= c.phases.size();
+  for (size_t i = 0; prefix && i < saved.size(); ++i) {
+    prefix = saved[i].is_array() && saved[i].size() == 2 && saved[i][0] == c.phases[i].name &&
+             saved[i][1] == c.phases[i].steps;
+  }
+  if (prefix) return Status::ok();
+  return failed_precondition(ckpt + ": the checkpoint was written by a config with the phases [" + theirs +
+                             "]; this config's phases [" + ours +
+                             "] do not continue them. Resume with the config that wrote it (appending phases is "
+                             "fine), or train into another out_dir");
+}
+
+}  // namespace
+
 Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream& progress, int64_t stop_after) {
   if (c.threads > 0) at::set_num_threads(c.threads);
   PROXYKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::from_json(c.model_config, "model"));
@@ -413,6 +444,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     json state = json::parse(in, nullptr, false);
     if (state.is_discarded() || !state.contains("step")) return invalid_argument(ckpt.string() + ": bad trainer_state");
     start_step = state.at("step").get<int64_t>();
+    PROXYKV_RETURN_IF_ERROR(check_curriculum(c, state, ckpt.string()));
     const json gated = state.value("gated_phase_steps", json::object());
     if (!gated.is_object()) return invalid_argument(ckpt.string() + ": bad gated_phase_steps in trainer_state");
     for (const auto& [name, steps] : gated.items()) {
