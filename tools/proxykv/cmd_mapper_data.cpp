@@ -4,6 +4,8 @@
 
 #include "commands.h"
 #include "model_options.h"
+#include "proxykv/model/prompt_format.h"
+#include "proxykv/scoring/scorer.h"
 #include "proxykv/training/mapper_data.h"
 
 namespace proxykv::cli {
@@ -26,8 +28,11 @@ Status run(const MapperDataArgs& args) {
   PROXYKV_ASSIGN_OR_RETURN(auto target, DecoderLM::load(args.target, args.runtime.load_options()));
   PROXYKV_ASSIGN_OR_RETURN(Tokenizer tok,
                            Tokenizer::from_file((std::filesystem::path(args.target) / "tokenizer.json").string()));
-  auto repeat = tok.token_to_id("<repeat>");
-  if (!repeat) return invalid_argument("the target's tokenizer has no <repeat> token (KVzip's repeat prompt)");
+  const PromptFormat format = PromptFormat::for_model(tok, target->spec());
+  if (!format.family) {
+    return invalid_argument("the target's tokenizer lacks the tiny family's special tokens (<bos> <ctx> </ctx> <q> <a> "
+                            "<repeat>): the task files are in the family's language");
+  }
   std::vector<tasks::TaskContext> contexts;
   for (const auto& file : args.data) {
     PROXYKV_ASSIGN_OR_RETURN(auto read, tasks::read_task_file(file));
@@ -35,11 +40,9 @@ Status run(const MapperDataArgs& args) {
   }
   training::MapperDataOptions opts;
   opts.features.channels = args.channels;
-  opts.features.scorer.n_sink = 2;
+  scoring::apply_prompt_format(format, opts.features.scorer);
   opts.features.scorer.kvzip_chunk = args.kvzip_chunk;
   opts.features.scorer.window = args.window;
-  opts.features.scorer.repeat_prompt_first = {*repeat};
-  opts.features.scorer.repeat_prompt_rest = {*repeat};
   opts.contexts_per_shard = args.per_shard;
   opts.limit = args.limit;
   PROXYKV_RETURN_IF_ERROR(training::make_mapper_data(*proxy, *target, tok, contexts, opts, args.out,

@@ -45,6 +45,12 @@ const std::vector<std::string>& scorer_names() {
   return names;
 }
 
+void apply_prompt_format(const PromptFormat& format, ScorerOptions& options) {
+  options.n_sink = format.n_sink;
+  options.repeat_prompt_first = format.repeat_prompt;
+  options.repeat_prompt_rest = format.repeat_prompt;
+}
+
 Status validate_scorer_options(const ScorerOptions& o) {
   if (o.n_sink < 0) return invalid_argument("ScorerOptions.n_sink must be >= 0, got " + str(o.n_sink));
   if (o.kvzip_chunk < 1) return invalid_argument("ScorerOptions.kvzip_chunk must be >= 1, got " + str(o.kvzip_chunk));

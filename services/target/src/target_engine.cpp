@@ -391,10 +391,8 @@ Result<std::unique_ptr<TargetEngine>> TargetEngine::create(std::unique_ptr<Decod
   impl->methods = local;
   impl->methods.push_back(kProxyMethod);
   scoring::ScorerOptions& so = impl->scorer_options;
-  so.n_sink = impl->format.n_sink;
+  scoring::apply_prompt_format(impl->format, so);
   so.kvzip_chunk = impl->options.kvzip_chunk;
-  so.repeat_prompt_first = impl->format.repeat_prompt;
-  so.repeat_prompt_rest = impl->format.repeat_prompt;
   so.seed = impl->options.seed;
   so.prefill_chunk = impl->options.prefill_chunk;
   PROXYKV_RETURN_IF_ERROR(scoring::validate_scorer_options(so));

@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include "proxykv/model/prompt_format.h"
 #include "proxykv/scoring/scorers.h"
+#include "proxykv/tasks/vocabulary.h"
 #include "scoring_test_util.h"
 
 namespace proxykv::scoring {
@@ -156,6 +158,33 @@ TEST_P(ObservingScorer, PrefillWithoutItsObserverIsAnError) {
 
 INSTANTIATE_TEST_SUITE_P(Scorers, ObservingScorer, ::testing::Values("h2o", "snapkv", "laprox"),
                          [](const auto& info) { return info.param; });
+
+// The scorer options a prompt format decides: its sinks and KVzip's repeat prompt for both chunk kinds; the
+// other options are left as the caller set them.
+TEST(ApplyPromptFormat, SinksAndRepeatPromptComeFromTheFormat) {
+  auto tokenizer = Tokenizer::from_json_string(tasks::family_tokenizer_json().dump(), "family");
+  ASSERT_TRUE(tokenizer.is_ok()) << tokenizer.status().to_string();
+  const PromptFormat family = PromptFormat::for_model(*tokenizer, ModelSpec{});
+  ScorerOptions o;
+  o.n_sink = 5;
+  o.kvzip_chunk = 17;
+  o.window = 3;
+  apply_prompt_format(family, o);
+  EXPECT_EQ(o.n_sink, 2);
+  EXPECT_EQ(o.repeat_prompt_first, std::vector<int64_t>{*tokenizer->token_to_id("<repeat>")});
+  EXPECT_EQ(o.repeat_prompt_rest, o.repeat_prompt_first);
+  EXPECT_EQ(o.kvzip_chunk, 17);
+  EXPECT_EQ(o.window, 3);
+
+  PromptFormat plain;  // a model with a BOS and an English repeat instruction
+  plain.context_prefix = {7};
+  plain.n_sink = 1;
+  plain.repeat_prompt = {11, 12, 13};
+  apply_prompt_format(plain, o);
+  EXPECT_EQ(o.n_sink, 1);
+  EXPECT_EQ(o.repeat_prompt_first, (std::vector<int64_t>{11, 12, 13}));
+  EXPECT_EQ(o.repeat_prompt_rest, (std::vector<int64_t>{11, 12, 13}));
+}
 
 TEST(FullScorer, OnesBeyondTheSinks) {
   auto model = tiny_model();

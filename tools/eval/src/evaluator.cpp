@@ -48,11 +48,8 @@ Result<Evaluator> Evaluator::create(const DecoderLM& target, const Tokenizer& to
   if (options.max_answer_tokens < 1) return invalid_argument("max_answer_tokens must be >= 1");
   Evaluator ev(target, tokenizer, std::move(options));
   ev.format_ = PromptFormat::for_model(tokenizer, target.spec());
-  const int64_t repeat_id = *tokenizer.token_to_id("<repeat>");
-  ev.scorer_options_.n_sink = kSinkTokens;
+  scoring::apply_prompt_format(ev.format_, ev.scorer_options_);
   ev.scorer_options_.kvzip_chunk = ev.options_.kvzip_chunk;
-  ev.scorer_options_.repeat_prompt_first = {repeat_id};
-  ev.scorer_options_.repeat_prompt_rest = {repeat_id};
   ev.scorer_options_.seed = ev.options_.seed;
   ev.scorer_options_.prefill_chunk = ev.options_.chunk_size;
   return ev;

@@ -17,6 +17,7 @@
 #include "proxykv/model/attention.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/model/kv_cache.h"
+#include "proxykv/model/prompt_format.h"
 
 namespace proxykv::scoring {
 
@@ -55,6 +56,11 @@ class Scorer {
   // [L, H_kv, T] float32 on the CPU. The cache must be left exactly as it was (length and position).
   virtual Result<at::Tensor> finish(const DecoderLM& model, KvCache& cache, const at::Tensor& context_ids) = 0;
 };
+
+// The options that come from how prompts are written: the prompt format's sinks (`n_sink`) and KVzip's repeat
+// prompt (both chunks). Every component that scores a prompt of that format (target engine, proxy, evaluator,
+// make-mapper-data) sets them here, so they all score the same way.
+void apply_prompt_format(const PromptFormat& format, ScorerOptions& options);
 
 // "full", "kvzip", "snapkv", "streaming", "h2o", "laprox", "knorm", "random".
 Result<std::unique_ptr<Scorer>> make_scorer(const std::string& method, const ScorerOptions& options);

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxykv/core/logging.h"
+#include "proxykv/model/prompt_format.h"
 #include "proxykv/model/tokenizer.h"
 #include "proxykv/proxy_server/proxy_server.h"
 #include "proxykv/service/curve_config.h"
@@ -102,11 +103,10 @@ int run(int argc, char** argv) {
   options.proxy_model_id = cfg.model_id;
   options.features.channels = cfg.channels;
   options.features.scorer.kvzip_chunk = cfg.kvzip_chunk;
-  // The family's repeat instruction (TASKS.md); a model without it uses the scorer's defaults.
-  if (auto repeat = tokenizer.token_to_id("<repeat>")) {
-    options.features.scorer.repeat_prompt_first = {*repeat};
-    options.features.scorer.repeat_prompt_rest = {*repeat};
-  }
+  // The sinks and KVzip's repeat prompt of the proxy's prompt format, as the target scores (the family's `<repeat>`;
+  // a model without the family's tokens gets the plain format's English instruction). A request's
+  // num_sink_tokens still overrides the sinks.
+  scoring::apply_prompt_format(PromptFormat::for_model(tokenizer, model->spec()), options.features.scorer);
   options.max_context_tokens = cfg.max_context_tokens;
   service::apply_curve(
       value_or_throw(service::load_curve_settings({cfg.curve_secret_key_file, cfg.curve_server_public_key_file})),
