@@ -89,7 +89,8 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
     const tasks::TaskContext& ctx = contexts[i];
     const at::Tensor prompt = context_prompt(ctx.context);
     const int64_t T = prompt.size(0);
-    const double context_tokens = static_cast<double>(T - kSinkTokens - 1);
+    const double context_tokens =
+        static_cast<double>(T - format_.n_sink - static_cast<int64_t>(format_.context_suffix.size()));
 
     // One prefill with every scorer that observes it.
     std::vector<std::unique_ptr<scoring::Scorer>> scorers;
@@ -126,7 +127,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
     if (want_kvzip_recall) {
       const size_t k = std::find(options_.methods.begin(), options_.methods.end(), "kvzip") - options_.methods.begin();
       for (double rho : options_.ratios) {
-        PROXYKV_ASSIGN_OR_RETURN(kvzip_sets[rho], scoring::select_entries(scores[k], rho, options_.level, kSinkTokens));
+        PROXYKV_ASSIGN_OR_RETURN(kvzip_sets[rho], scoring::select_entries(scores[k], rho, options_.level, format_.n_sink));
       }
     }
     for (size_t m = 0; m < options_.methods.size(); ++m) {
@@ -155,7 +156,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
           continue;
         }
         PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep,
-                                 scoring::select_entries(scores[m], rho, options_.level, kSinkTokens));
+                                 scoring::select_entries(scores[m], rho, options_.level, format_.n_sink));
         for (int64_t l : options_.whole_layers) {
           for (at::Tensor& kept : keep.keep[static_cast<size_t>(l)]) {
             keep.kept += T - kept.numel();

@@ -18,6 +18,7 @@
 
 #include <torch/nn/utils/clip_grad.h>
 
+#include "proxykv/model/prompt_format.h"
 #include "proxykv/scoring/scorer.h"
 #include "proxykv/scoring/selection.h"
 #include "proxykv/tasks/task_suite.h"
@@ -153,6 +154,13 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(const DecoderLM& mod
   return groups;
 }
 
+// The config's phases as a checkpoint records them: [[name, steps], ...].
+json curriculum(const TrainLmConfig& c) {
+  json phases = json::array();
+  for (const auto& phase : c.phases) phases.push_back(json::array({phase.name, phase.steps}));
+  return phases;
+}
+
 Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const DecoderLM& model,
                        torch::optim::AdamW& opt, int64_t step) {
   const fs::path dir = fs::path(c.out_dir) / "checkpoint";
@@ -173,10 +181,7 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
     }
   }
   state["gated_phase_steps"] = ended;
-  // The curriculum the checkpoint belongs to: a resume checks that its config continues it (resume_curriculum).
-  json phases = json::array();
-  for (const auto& phase : c.phases) phases.push_back(json::array({phase.name, phase.steps}));
-  state["phases"] = phases;
+  state["phases"] = curriculum(c);  // a resume checks that its config continues it (check_curriculum)
   std::ofstream((tmp / "trainer_state.json").string()) << state.dump() << "\n";
   fs::remove_all(dir, ec);
   fs::rename(tmp, dir, ec);  // the previous checkpoint stays whole until the new one is complete
@@ -247,13 +252,15 @@ Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<st
   const ModelSpec& spec = model.spec();
   const int64_t B = static_cast<int64_t>(rows.size()), L = spec.num_layers, H = spec.num_kv_heads;
   PROXYKV_ASSIGN_OR_RETURN(const scoring::SelectionLevel level, scoring::parse_selection_level(options.level));
-  // What the evaluator gives the family's scorers (eval/evaluator.cpp): the `<bos> <ctx>` sinks, `<repeat>` as
-  // KVzip's prompt, its default reconstruction chunk and prefill chunk.
-  constexpr int64_t kSinks = 2;
+  // What the evaluator gives the family's scorers (eval/evaluator.cpp): the family prompt format's sinks and KVzip
+  // repeat prompt, the default reconstruction chunk and prefill chunk. The format is read once per process.
+  static const PromptFormat format = [] {
+    const Tokenizer tokenizer =
+        std::move(Tokenizer::from_json_string(tasks::family_tokenizer_json().dump(), "family").value());
+    return PromptFormat::for_model(tokenizer, ModelSpec{});
+  }();
   scoring::ScorerOptions so;
-  so.n_sink = kSinks;
-  so.repeat_prompt_first = {tasks::kRepeatId};
-  so.repeat_prompt_rest = {tasks::kRepeatId};
+  scoring::apply_prompt_format(format, so);
   at::Tensor cols = at::zeros({L, B, H, 1, T}, at::kBool);  // dropped entries
   at::Tensor after = at::zeros({1, B, 1, T, 1}, at::kBool);  // the queries that see them dropped
   bool any = false;
@@ -273,7 +280,7 @@ Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<st
     popts.observer = scorer->begin(model, n);
     model.prefill(prompt, cache, popts);
     PROXYKV_ASSIGN_OR_RETURN(const at::Tensor scores, scorer->finish(model, cache, prompt));
-    PROXYKV_ASSIGN_OR_RETURN(const scoring::KeepSet keep, scoring::select_entries(scores, 1.0 - rate, level, kSinks));
+    PROXYKV_ASSIGN_OR_RETURN(const scoring::KeepSet keep, scoring::select_entries(scores, 1.0 - rate, level, so.n_sink));
     const at::Tensor dropped = keep.mask(n).logical_not();  // [L, H, n]
     if (!dropped.any().item<bool>()) continue;
     cols.select(1, b).narrow(-1, 0, n).copy_(dropped.unsqueeze(2));
@@ -406,20 +413,13 @@ namespace {
 Status check_curriculum(const TrainLmConfig& c, const json& state, const std::string& ckpt) {
   if (!state.contains("phases")) return Status::ok();
   const json& saved = state.at("phases");
-  std::string theirs, ours;
-  for (const auto& p : saved) theirs += (theirs.empty() ? "" : ", ") + p.dump();
-  for (const auto& p : c.phases) {
-    ours += (ours.empty() ? "" : ", ") + json::array({p.name, p.steps}).dump();
+  const json ours = curriculum(c);
+  if (saved.is_array() && saved.size() <= ours.size() && std::equal(saved.begin(), saved.end(), ours.begin())) {
+    return Status::ok();
   }
-  bool prefix = saved.is_array() && saved.size() <= c.phases.size();
-  for (size_t i = 0; prefix && i < saved.size(); ++i) {
-    prefix = saved[i].is_array() && saved[i].size() == 2 && saved[i][0] == c.phases[i].name &&
-             saved[i][1] == c.phases[i].steps;
-  }
-  if (prefix) return Status::ok();
-  return failed_precondition(ckpt + ": the checkpoint was written by a config with the phases [" + theirs +
-                             "]; this config's phases [" + ours +
-                             "] do not continue them. Resume with the config that wrote it (appending phases is "
+  return failed_precondition(ckpt + ": the checkpoint was written by a config with the phases " + saved.dump() +
+                             "; this config's phases " + ours.dump() +
+                             " do not continue them. Resume with the config that wrote it (appending phases is "
                              "fine), or train into another out_dir");
 }
 

@@ -98,8 +98,6 @@ class Evaluator {
   std::string answer(KvCache& cache, const std::string& question) const;
   // Token ids of `<bos> <ctx> {context} </ctx>`.
   at::Tensor context_prompt(const std::string& context) const;
-  // Number of leading prompt tokens always kept (`<bos> <ctx>`).
-  static constexpr int64_t kSinkTokens = 2;
 
  private:
   Evaluator(const DecoderLM& target, const Tokenizer& tokenizer, EvalOptions options)
