@@ -26,6 +26,7 @@ void register_all(CLI::App& app) {
   register_write_family_tokenizer(app);
   register_init_model(app);
   register_prune_model(app);
+  register_average_models(app);
   register_curve_keygen(app);
   register_eval_repeat(app);
 }

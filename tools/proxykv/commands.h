@@ -25,5 +25,6 @@ void register_init_model(CLI::App& app);
 void register_curve_keygen(CLI::App& app);
 void register_eval_repeat(CLI::App& app);
 void register_prune_model(CLI::App& app);
+void register_average_models(CLI::App& app);
 
 }  // namespace proxykv::cli

@@ -1,0 +1,67 @@
+// proxykv average-models: the weighted mean of the weights of checkpoints of one model (see
+// proxykv/training/average.h), written in HF layout with the first model's tokenizer.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "proxykv/training/average.h"
+
+namespace proxykv::cli {
+namespace {
+
+struct AverageArgs {
+  std::vector<std::string> models;
+  std::vector<double> weights;
+  std::string out;
+};
+
+Status run_average(const AverageArgs& a) {
+  namespace fs = std::filesystem;
+  for (const auto& m : a.models) {
+    if (fs::weakly_canonical(m) == fs::weakly_canonical(a.out)) {
+      return invalid_argument(a.out + " is also an input; write the average elsewhere");
+    }
+  }
+  LoadOptions load;
+  load.dtype = "float32";
+  std::vector<std::unique_ptr<DecoderLM>> loaded;
+  std::vector<const DecoderLM*> models;
+  for (const auto& m : a.models) {
+    PROXYKV_ASSIGN_OR_RETURN(auto model, DecoderLM::load(m, load));
+    models.push_back(model.get());
+    loaded.push_back(std::move(model));
+  }
+  PROXYKV_ASSIGN_OR_RETURN(auto mean, training::average_decoders(models, a.weights));
+  PROXYKV_RETURN_IF_ERROR(mean->save(a.out));
+  const fs::path tokenizer = fs::path(a.models[0]) / "tokenizer.json";
+  if (fs::exists(tokenizer)) {
+    std::error_code ec;
+    fs::copy_file(tokenizer, fs::path(a.out) / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
+    if (ec) return invalid_argument(a.out + ": cannot copy tokenizer.json: " + ec.message());
+  }
+  std::cerr << "proxykv average-models: the mean of " << models.size() << " models in " << a.out << "\n";
+  return Status::ok();
+}
+
+}  // namespace
+
+void register_average_models(CLI::App& app) {
+  auto args = std::make_shared<AverageArgs>();
+  CLI::App* cmd = app.add_subcommand("average-models", "average the weights of checkpoints of one model");
+  cmd->add_option("--models", args->models, "model directories (HF layout, one config), comma-separated")
+      ->required()
+      ->delimiter(',');
+  cmd->add_option("--weights", args->weights, "one weight per model, comma-separated (default: equal)")
+      ->delimiter(',');
+  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->callback([args] {
+    const Status s = run_average(*args);
+    if (!s.is_ok()) {
+      std::cerr << "proxykv average-models: " << s.to_string() << "\n";
+      set_exit_code(1);
+    }
+  });
+}
+
+}  // namespace proxykv::cli
