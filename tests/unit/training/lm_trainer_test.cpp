@@ -1,5 +1,6 @@
 #include "proxykv/training/lm_trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -280,6 +281,49 @@ TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
     }
   }
   EXPECT_TRUE(structure_dropped.count("for") && structure_dropped.count("is") && structure_dropped.count("."));
+}
+
+// Against the plain statement: query row i does not see key column j exactly when j is at or after the row's first
+// `<q>` and another `<q>` lies in (j, i].
+TEST(QueryIsolation, EachQuestionSeesTheContextAndItselfOnly) {
+  using tasks::family_encode;
+  std::vector<int32_t> row{tasks::kBosId, tasks::kCtxId};
+  for (int32_t id : family_encode("the magic number for k001 is 5 0 6 9 . the sun is bright .")) row.push_back(id);
+  row.push_back(tasks::kCtxEndId);
+  for (int q = 0; q < 3; ++q) {
+    row.push_back(tasks::kQuestionId);
+    for (int32_t id : family_encode("what is the magic number for k001 ?")) row.push_back(id);
+    row.push_back(tasks::kAnswerId);
+    for (int32_t id : family_encode("k001 is 5 0 6 9")) row.push_back(id);
+    row.push_back(tasks::kEosId);
+  }
+  std::vector<int32_t> one_question(row.begin(), std::find(row.begin(), row.end(), tasks::kEosId) + 1);
+  std::vector<int32_t> no_question{tasks::kBosId, tasks::kCtxId, tasks::kCtxEndId, tasks::kRepeatId};
+  const int64_t T = static_cast<int64_t>(row.size()) - 2;  // the batch's inputs stop before the last token
+  const at::Tensor m = query_isolation_mask({row, one_question, no_question}, T);
+  ASSERT_TRUE(m.defined());
+  ASSERT_EQ(m.sizes(), (at::IntArrayRef{1, 3, 1, T, T}));
+  const int64_t first_q = std::find(row.begin(), row.end(), tasks::kQuestionId) - row.begin();
+  int64_t hidden = 0;
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j < T; ++j) {
+      bool expect = false;
+      if (j >= first_q) {
+        for (int64_t q = j + 1; q <= i; ++q) expect = expect || row[q] == tasks::kQuestionId;
+      }
+      ASSERT_EQ(m[0][0][0][i][j].item<bool>(), expect) << i << " " << j;
+      hidden += expect;
+    }
+  }
+  EXPECT_GT(hidden, 0);
+  EXPECT_FALSE(m.select(1, 1).any().item<bool>());  // one question: nothing to hide
+  EXPECT_FALSE(m.select(1, 2).any().item<bool>());
+  EXPECT_FALSE(query_isolation_mask({one_question, no_question}, T).defined());
+
+  auto phase = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"isolate_queries", true}}, "test");
+  ASSERT_TRUE(phase.is_ok()) << phase.status().to_string();
+  EXPECT_TRUE(phase->isolate_queries);
+  EXPECT_FALSE(PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}}, "test")->isolate_queries);
 }
 
 TEST(TrainLm, ResumeContinuesExactly) {

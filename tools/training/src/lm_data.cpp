@@ -385,6 +385,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop.whole_tokens = j.value("context_drop_tokens", p.context_drop.whole_tokens);
     p.context_drop.scorer = j.value("context_drop_scorer", p.context_drop.scorer);
     p.context_drop.level = j.value("context_drop_level", p.context_drop.level);
+    p.isolate_queries = j.value("isolate_queries", p.isolate_queries);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }

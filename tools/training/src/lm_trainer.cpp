@@ -136,6 +136,12 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
       PROXYKV_ASSIGN_OR_RETURN(batch.key_drop, scored_drop_mask(model, rows, T - 1, phase.context_drop, drop_rng));
     }
   }
+  if (phase.isolate_queries) {
+    std::vector<std::vector<int32_t>> rows;
+    for (const auto& s : seqs) rows.push_back(s.tokens);
+    const at::Tensor isolation = query_isolation_mask(rows, T - 1);
+    if (isolation.defined()) batch.key_drop = batch.key_drop.defined() ? batch.key_drop.logical_or(isolation) : isolation;
+  }
   return batch;
 }
 
@@ -245,6 +251,29 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
   }
   if (!any) return {};
   return cols & after;  // [layers, B, kv_heads, T, T]
+}
+
+at::Tensor query_isolation_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  at::Tensor drop = at::zeros({1, B, 1, T, T}, at::kBool);
+  auto d = drop.accessor<bool, 5>();
+  bool any = false;
+  std::vector<int64_t> segment(static_cast<size_t>(T));
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
+    const int64_t n = std::min<int64_t>(T, static_cast<int64_t>(t.size()));
+    int64_t seen = 0;
+    for (int64_t i = 0; i < n; ++i) segment[static_cast<size_t>(i)] = seen += t[i] == tasks::kQuestionId;
+    if (seen < 2) continue;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t si = segment[static_cast<size_t>(i)];
+      for (int64_t j = 0; j < i; ++j) {
+        const int64_t sj = segment[static_cast<size_t>(j)];
+        if (sj > 0 && sj < si) d[0][b][0][i][j] = any = true;
+      }
+    }
+  }
+  return any ? drop : at::Tensor();
 }
 
 Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,

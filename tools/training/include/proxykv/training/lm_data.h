@@ -153,6 +153,9 @@ struct PhaseMix {
   // Context dropout (eviction-robust training), from the config keys context_drop_share, _min, _max, _facts,
   // _layers, _structure, _tokens, _scorer and _level (see ContextDropOptions). share 0 (default): off, no random draw.
   ContextDropOptions context_drop;
+  // Each question and answer sees the context but not the earlier questions and answers of its row
+  // (lm_trainer.h: query_isolation_mask), as at evaluation. Config key "isolate_queries"; false by default.
+  bool isolate_queries = false;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.

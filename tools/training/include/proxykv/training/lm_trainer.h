@@ -83,6 +83,15 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
 Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,
                                     const ContextDropOptions& options, std::mt19937_64& rng);
 
+// forward_batch's key_drop that hides each question-and-answer of a row from the later ones, as the evaluator and
+// the server answer every question from the context's cache alone (its own KV dropped after it): a row's position
+// i belongs to segment n(i) = the number of `<q>` at positions <= i; query row i does not see key column j when
+// 0 < n(j) < n(i). Without it, a later answer can be copied from an earlier one in the same row (niah_multiquery
+// asks the same keys in each question; niah_multikey and variable_tracking repeat questions), and only the first
+// question of a context teaches retrieval. Positions are not renumbered: a later question sits further from the
+// context than at evaluation. Shape [1, B, 1, T, T]; undefined when no row has two `<q>`.
+at::Tensor query_isolation_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T);
+
 struct RetrievalScore {
   std::map<std::string, double> accuracy;  // per task
   double mean = 0;
