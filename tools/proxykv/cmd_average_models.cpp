@@ -18,10 +18,13 @@ struct AverageArgs {
 
 Status run_average(const AverageArgs& a) {
   namespace fs = std::filesystem;
+  // Overwriting an input while it is read would leave neither; a path that cannot be resolved is left to the loader.
+  std::error_code out_ec;
+  const fs::path out = fs::weakly_canonical(a.out, out_ec);
   for (const auto& m : a.models) {
-    if (fs::weakly_canonical(m) == fs::weakly_canonical(a.out)) {
-      return invalid_argument(a.out + " is also an input; write the average elsewhere");
-    }
+    std::error_code in_ec;
+    const fs::path in = fs::weakly_canonical(m, in_ec);
+    if (!out_ec && !in_ec && in == out) return invalid_argument(a.out + " is also an input; write the average elsewhere");
   }
   LoadOptions load;
   load.dtype = "float32";
