@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "model_options.h"
 #include "proxykv/training/average.h"
 
 namespace proxykv::cli {
@@ -37,12 +38,7 @@ Status run_average(const AverageArgs& a) {
   }
   PROXYKV_ASSIGN_OR_RETURN(auto mean, training::average_decoders(models, a.weights));
   PROXYKV_RETURN_IF_ERROR(mean->save(a.out));
-  const fs::path tokenizer = fs::path(a.models[0]) / "tokenizer.json";
-  if (fs::exists(tokenizer)) {
-    std::error_code ec;
-    fs::copy_file(tokenizer, fs::path(a.out) / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
-    if (ec) return invalid_argument(a.out + ": cannot copy tokenizer.json: " + ec.message());
-  }
+  PROXYKV_RETURN_IF_ERROR(copy_tokenizer(a.models[0], a.out));
   std::cerr << "proxykv average-models: the mean of " << models.size() << " models in " << a.out << "\n";
   return Status::ok();
 }

@@ -1,11 +1,11 @@
 // proxykv prune-model: a smaller model of the same family cut out of a trained one (layers, query heads per KV
 // group, MLP channels; see proxykv/training/prune.h), written in HF layout with the source's tokenizer. Training
 // the result (train-lm with "init_from") makes the family's proxy from its target.
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "commands.h"
+#include "model_options.h"
 #include "proxykv/training/prune.h"
 
 namespace proxykv::cli {
@@ -20,18 +20,12 @@ struct PruneArgs {
 };
 
 Status run_prune(const PruneArgs& a) {
-  namespace fs = std::filesystem;
   LoadOptions load;
   load.dtype = "float32";
   PROXYKV_ASSIGN_OR_RETURN(auto source, DecoderLM::load(a.model, load));
   PROXYKV_ASSIGN_OR_RETURN(auto pruned, training::prune_decoder(*source, {a.layers, a.q_heads_per_group, a.intermediate}));
   PROXYKV_RETURN_IF_ERROR(pruned->save(a.out));
-  const fs::path tokenizer = fs::path(a.model) / "tokenizer.json";
-  if (fs::exists(tokenizer)) {
-    std::error_code ec;
-    fs::copy_file(tokenizer, fs::path(a.out) / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
-    if (ec) return invalid_argument(a.out + ": cannot copy tokenizer.json: " + ec.message());
-  }
+  PROXYKV_RETURN_IF_ERROR(copy_tokenizer(a.model, a.out));
   const auto& s = pruned->spec();
   std::cerr << "proxykv prune-model: " << s.num_layers << " layers, " << s.num_heads << " query / " << s.num_kv_heads
             << " KV heads, intermediate " << s.intermediate_size << ": " << s.num_parameters() << " parameters ("

@@ -1,4 +1,5 @@
-// Options shared by the subcommands that run a model: --device, --dtype, --threads.
+// Options shared by the subcommands that run a model (--device, --dtype, --threads), and what those that write
+// one share.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -23,5 +24,8 @@ struct RuntimeOptions {
   // Applies --threads to LibTorch (call before running a model).
   void apply() const;
 };
+
+// Copies `from_dir`/tokenizer.json into `to_dir` when there is one (a written model keeps its source's tokenizer).
+Status copy_tokenizer(const std::string& from_dir, const std::string& to_dir);
 
 }  // namespace proxykv::cli

@@ -8,20 +8,6 @@
 #include <nlohmann/json.hpp>
 
 namespace proxykv::training {
-namespace {
-
-// The first config key whose value differs, or "" when the configs are the same.
-std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
-  for (const auto& [key, value] : a.items()) {
-    if (!b.contains(key) || b.at(key) != value) return key;
-  }
-  for (const auto& [key, value] : b.items()) {
-    if (!a.contains(key)) return key;
-  }
-  return "";
-}
-
-}  // namespace
 
 Result<std::unique_ptr<DecoderLM>> average_decoders(const std::vector<const DecoderLM*>& models,
                                                     const std::vector<double>& weights) {
@@ -39,8 +25,9 @@ Result<std::unique_ptr<DecoderLM>> average_decoders(const std::vector<const Deco
   if (total <= 0) return invalid_argument("average: the weights sum to zero");
   const nlohmann::json first = models[0]->spec().to_json();
   for (size_t i = 1; i < models.size(); ++i) {
-    const std::string key = first_difference(first, models[i]->spec().to_json());
-    if (!key.empty()) {
+    const nlohmann::json patch = nlohmann::json::diff(first, models[i]->spec().to_json());  // RFC 6902 operations
+    if (!patch.empty()) {
+      const std::string key = patch[0].at("path").get<std::string>().substr(1);  // "/intermediate_size"
       return invalid_argument("average: model " + std::to_string(i) + " differs from model 0 in config key '" + key +
                               "'");
     }
@@ -54,8 +41,7 @@ Result<std::unique_ptr<DecoderLM>> average_decoders(const std::vector<const Deco
   std::vector<at::Tensor> sum = out->weights().parameters();
   for (auto& t : sum) t.zero_();
   for (size_t i = 0; i < models.size(); ++i) {
-    const std::vector<at::Tensor> p = models[i]->weights().parameters();
-    if (p.size() != sum.size()) return invalid_argument("average: models list different tensors");
+    const std::vector<at::Tensor> p = models[i]->weights().parameters();  // one spec: the same list as `sum`
     for (size_t k = 0; k < p.size(); ++k) {
       sum[k].add_(p[k].to(sum[k].options()), w[i] / total);
     }

@@ -124,11 +124,13 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
+  std::vector<std::vector<int32_t>> rows;  // the masks below read the rows' tokens
+  if (phase.context_drop.share > 0 || phase.isolate_queries) {
+    for (const auto& s : seqs) rows.push_back(s.tokens);
+  }
   if (phase.context_drop.share > 0) {
     // Its own stream, so that turning it on leaves the sampled data of every step as it was.
     std::mt19937_64 drop_rng(c.seed * 0xD1B54A32D192ED03ull + static_cast<uint64_t>(step) * 0x94D049BB133111EBull + 7);
-    std::vector<std::vector<int32_t>> rows;
-    for (const auto& s : seqs) rows.push_back(s.tokens);
     if (phase.context_drop.scorer.empty()) {
       batch.key_drop =
           context_drop_mask(rows, T - 1, spec.num_layers, spec.num_kv_heads, phase.context_drop, drop_rng);
@@ -137,8 +139,6 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
     }
   }
   if (phase.isolate_queries) {
-    std::vector<std::vector<int32_t>> rows;
-    for (const auto& s : seqs) rows.push_back(s.tokens);
     const at::Tensor isolation = query_isolation_mask(rows, T - 1);
     if (isolation.defined()) batch.key_drop = batch.key_drop.defined() ? batch.key_drop.logical_or(isolation) : isolation;
   }
@@ -255,25 +255,17 @@ at::Tensor context_drop_mask(const std::vector<std::vector<int32_t>>& rows, int6
 
 at::Tensor query_isolation_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T) {
   const int64_t B = static_cast<int64_t>(rows.size());
-  at::Tensor drop = at::zeros({1, B, 1, T, T}, at::kBool);
-  auto d = drop.accessor<bool, 5>();
-  bool any = false;
-  std::vector<int64_t> segment(static_cast<size_t>(T));
+  at::Tensor is_question = at::zeros({B, T}, at::kLong);
+  auto q = is_question.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
     const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
-    const int64_t n = std::min<int64_t>(T, static_cast<int64_t>(t.size()));
-    int64_t seen = 0;
-    for (int64_t i = 0; i < n; ++i) segment[static_cast<size_t>(i)] = seen += t[i] == tasks::kQuestionId;
-    if (seen < 2) continue;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t si = segment[static_cast<size_t>(i)];
-      for (int64_t j = 0; j < i; ++j) {
-        const int64_t sj = segment[static_cast<size_t>(j)];
-        if (sj > 0 && sj < si) d[0][b][0][i][j] = any = true;
-      }
-    }
+    for (int64_t i = 0; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) q[b][i] = t[i] == tasks::kQuestionId;
   }
-  return any ? drop : at::Tensor();
+  const at::Tensor segment = is_question.cumsum(1);  // n(i); padding continues the last segment, and is not trained
+  const at::Tensor seg_i = segment.unsqueeze(2), seg_j = segment.unsqueeze(1);  // [B, T, 1], [B, 1, T]
+  const at::Tensor drop = seg_j.gt(0).logical_and(seg_j.lt(seg_i));  // [B, T, T]
+  if (!drop.any().item<bool>()) return at::Tensor();
+  return drop.view({1, B, 1, T, T});
 }
 
 Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,
