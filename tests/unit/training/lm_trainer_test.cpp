@@ -513,18 +513,55 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   EXPECT_EQ(TrainLmConfig::from_file("/nonexistent.json").status().code(), StatusCode::kNotFound);
 }
 
+// Where a config's init_from comes from in a clean clone: committed weights, or the out_dir of a committed trial
+// config that is itself rebuildable this way (a chain like the target's, whose middle steps write under build/).
+// Returns the chain's committed root ("" when it starts from random weights), or an error naming the broken link.
+Result<std::string> resolve_init_chain(const std::string& init_from) {
+  const fs::path root(PROXYKV_SOURCE_DIR);
+  std::string dir = init_from;
+  for (int depth = 0; depth < 32 && !dir.empty(); ++depth) {
+    if (fs::exists(root / dir / "model.safetensors") && dir.rfind("build/", 0) != 0) return dir;
+    std::string next;
+    bool found = false;
+    for (const auto& entry : fs::directory_iterator(root / "models/configs/trials")) {
+      if (entry.path().extension() != ".json") continue;
+      auto c = TrainLmConfig::from_file(entry.path().string());
+      if (c.is_ok() && c->out_dir == dir) {
+        next = c->init_from;
+        found = true;
+        break;
+      }
+    }
+    if (!found) return not_found("'" + dir + "' is neither committed nor a trial's out_dir");
+    dir = next;
+  }
+  if (dir.empty()) return std::string();
+  return invalid_argument("init_from chain longer than 32 steps (a cycle?)");
+}
+
 // The committed training configs load (so a phase option added or mistyped there fails here, not hours into a
-// run), and each writes to models/<its name>, which scripts/device-train.sh and stage-model.sh rely on.
+// run), and each writes to models/<its name>, which scripts/device-train.sh and stage-model.sh rely on. A starting
+// point must be rebuildable from the repo alone: CI runs on a clean clone, where nothing under build/ exists.
 TEST(TrainLmConfig, CommittedConfigsLoad) {
   for (const std::string name : {"proxy", "proxy-v1", "proxy-v2", "target"}) {
     auto c = TrainLmConfig::from_file(std::string(PROXYKV_SOURCE_DIR) + "/models/configs/" + name + ".json");
     ASSERT_TRUE(c.is_ok()) << name << ": " << c.status().to_string();
     EXPECT_EQ(c->out_dir, "models/" + name);
     EXPECT_FALSE(c->phases.empty()) << name;
-    if (!c->init_from.empty()) {  // a committed starting point (the proxy's pruned target)
-      EXPECT_TRUE(fs::exists(fs::path(PROXYKV_SOURCE_DIR) / c->init_from / "model.safetensors")) << name;
+    if (!c->init_from.empty()) {
+      auto chain = resolve_init_chain(c->init_from);
+      EXPECT_TRUE(chain.is_ok()) << name << ": " << chain.status().to_string();
     }
   }
+  // The target's chain ends in weights committed under models/trials (k6 starts from k5's step 300).
+  auto target = TrainLmConfig::from_file(std::string(PROXYKV_SOURCE_DIR) + "/models/configs/target.json");
+  ASSERT_TRUE(target.is_ok());
+  if (!target->init_from.empty()) {
+    auto chain = resolve_init_chain(target->init_from);
+    ASSERT_TRUE(chain.is_ok()) << chain.status().to_string();
+    EXPECT_TRUE(chain->rfind("models/", 0) == 0) << *chain;
+  }
+  EXPECT_FALSE(resolve_init_chain("build/no-such-run").is_ok());
 }
 
 // The trial configs (models/configs/trials, named in docs/training.md with the commands that ran them) load too.
