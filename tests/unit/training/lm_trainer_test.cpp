@@ -564,6 +564,21 @@ TEST(TrainLmConfig, CommittedConfigsLoad) {
   EXPECT_FALSE(resolve_init_chain("build/no-such-run").is_ok());
 }
 
+// Issue 3 bounds the bundled models: the whole of models/ under 30 MB (decimal; counted as git stores it, so a
+// symlink is its link, not its target). The finished runs' checkpoints link their model.safetensors to the model
+// beside them (the same bytes; a resumed run writes a real file in the new checkpoint).
+TEST(BundledModels, StayUnder30MB) {
+  uintmax_t bytes = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(fs::path(PROXYKV_SOURCE_DIR) / "models")) {
+    if (entry.is_symlink()) {
+      EXPECT_TRUE(fs::exists(entry.path())) << entry.path() << " is a dangling link";
+      continue;
+    }
+    if (entry.is_regular_file()) bytes += entry.file_size();
+  }
+  EXPECT_LT(bytes, 30'000'000u);
+}
+
 // The trial configs (models/configs/trials, named in docs/training.md with the commands that ran them) load too.
 TEST(TrainLmConfig, CommittedTrialConfigsLoad) {
   int seen = 0;
