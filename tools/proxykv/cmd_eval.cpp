@@ -21,6 +21,7 @@ struct EvalArgs {
   std::vector<std::string> methods{"full"};
   std::vector<double> ratios{0.1, 0.2, 0.3, 0.5, 0.7};
   std::string level = "global";
+  double head_floor = 0.0;
   std::string out;
   std::string plot;
   std::string answers;  // JSONL of every query's answer per method and ratio
@@ -84,6 +85,10 @@ Status run_eval(const EvalArgs& args) {
   options.whole_layers = args.whole_layers;
   options.record_answers = !args.answers.empty();
   PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
+  options.head_floor = args.head_floor;
+  if (Status s = scoring::check_head_floor(options.head_floor, options.level); !s.is_ok()) {
+    return invalid_argument("--head-floor: " + s.message());
+  }
   std::unique_ptr<DecoderLM> proxy;
   eval::ProxyMethods proxy_methods;
   if (!args.proxy.empty()) {
@@ -162,6 +167,9 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--methods", args->methods, "compression methods, comma-separated")->delimiter(',');
   cmd->add_option("--ratios", args->ratios, "keep ratios (fraction of KV kept), comma-separated")->delimiter(',');
   cmd->add_option("--level", args->level, "selection level: global | layer | head | token");
+  cmd->add_option("--head-floor", args->head_floor,
+                  "global and layer levels: each (layer, KV head) first keeps its best head_floor x its even share of "
+                  "the budget (Ada-KV's safeguard; 0: none, 1: head level)");
   cmd->add_option("--kvzip-chunk", args->kvzip_chunk, "KVzip reconstruction chunk (tokens)");
   cmd->add_option("--seed", args->seed, "seed of the random scorer");
   cmd->add_option("--proxy", args->proxy, "proxy model directory (proxykv, proxy_direct, kvzip_iam)");

@@ -16,6 +16,25 @@ int64_t budget(double rho, int64_t n) {
   return std::min<int64_t>(n, std::max<int64_t>(1, static_cast<int64_t>(std::llround(rho * static_cast<double>(n)))));
 }
 
+// Marks in `mask` ([L, H, T], a view) the k entries of `s` ([L, H, T]) a non-uniform level keeps: each head's
+// best floor(head_floor * k / (L * H)) first, then the best of the rest until k are kept.
+void select_with_floor(const at::Tensor& s, int64_t k, double head_floor, at::Tensor mask) {
+  const int64_t L = s.size(0), H = s.size(1), T = s.size(2);
+  const int64_t floor_per_head =
+      std::min(T, static_cast<int64_t>(std::floor(head_floor * static_cast<double>(k) / static_cast<double>(L * H))));
+  if (floor_per_head > 0) {
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t h = 0; h < H; ++h) mask[l][h].index_fill_(0, top_indices(s[l][h], floor_per_head), true);
+    }
+  }
+  const int64_t rest = k - floor_per_head * L * H;
+  if (rest <= 0) return;
+  at::Tensor flat_mask = mask.view({-1});  // mask is contiguous here: a view, written through
+  const at::Tensor open = (~flat_mask).nonzero().squeeze(1);  // ascending, so the stable sort still favours earlier
+  const at::Tensor chosen = open.index_select(0, top_indices(s.reshape({-1}).index_select(0, open), rest));
+  flat_mask.index_fill_(0, chosen, true);
+}
+
 }  // namespace
 
 Result<SelectionLevel> parse_selection_level(const std::string& name) {
@@ -46,9 +65,22 @@ at::Tensor KeepSet::mask(int64_t num_tokens) const {
   return m;
 }
 
-Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink) {
+Status check_head_floor(double head_floor, SelectionLevel level) {
+  if (!(head_floor >= 0.0 && head_floor <= 1.0)) {
+    return invalid_argument("head floor must lie in [0, 1], got " + std::to_string(head_floor));
+  }
+  if (head_floor > 0.0 && level != SelectionLevel::kGlobal && level != SelectionLevel::kLayer) {
+    return invalid_argument(std::string("a head floor applies to the global and layer levels, not to level ") +
+                            selection_level_name(level));
+  }
+  return Status::ok();
+}
+
+Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink,
+                               double head_floor) {
   if (scores.dim() != 3) return invalid_argument("scores must be [layers, kv_heads, tokens]");
   if (!(rho > 0.0 && rho <= 1.0)) return invalid_argument("keep ratio must lie in (0, 1], got " + std::to_string(rho));
+  PROXYKV_RETURN_IF_ERROR(check_head_floor(head_floor, level));
   const int64_t L = scores.size(0), H = scores.size(1), T = scores.size(2);
   if (T == 0) return invalid_argument("no tokens to select from");
   at::Tensor s = scores.to(at::kCPU, at::kFloat).clone();
@@ -59,16 +91,15 @@ Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLe
   at::Tensor mask = at::zeros({L, H, T}, at::kBool);
   switch (level) {
     case SelectionLevel::kGlobal: {
-      at::Tensor flat = s.reshape({-1});
-      const int64_t k = std::max(budget(rho, flat.numel()), sinks * L * H);
-      mask.view({-1}).index_fill_(0, top_indices(flat, k), true);
+      const int64_t k = std::max(budget(rho, L * H * T), sinks * L * H);
+      select_with_floor(s, k, head_floor, mask);
       break;
     }
     case SelectionLevel::kLayer:
       for (int64_t l = 0; l < L; ++l) {
-        at::Tensor flat = s[l].reshape({-1});
-        const int64_t k = std::max(budget(rho, flat.numel()), sinks * H);
-        mask[l].view({-1}).index_fill_(0, top_indices(flat, k), true);
+        const int64_t k = std::max(budget(rho, H * T), sinks * H);
+        at::Tensor layer_mask = mask[l];
+        select_with_floor(s[l].unsqueeze(0), k, head_floor, layer_mask.unsqueeze(0));
       }
       break;
     case SelectionLevel::kHead:

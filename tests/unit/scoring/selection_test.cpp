@@ -134,6 +134,86 @@ TEST(Selection, GlobalLevelIsNonUniformAcrossHeads) {
   EXPECT_EQ(sel->keep[0][1].numel(), 10);
 }
 
+// The head floor against a slow reference: per group (the whole cache at global level, a layer at layer level),
+// each head first takes its own best floor(f * k / heads), then the group's best remaining entries fill k.
+TEST(Selection, HeadFloorEqualsTheSlowReference) {
+  const int64_t L = 3, H = 2, T = 50, sinks = 2;
+  at::manual_seed(29);
+  const at::Tensor scores = (at::rand({L, H, T}) * 8).floor();  // ties
+  at::Tensor s = scores.clone();
+  s.narrow(2, 0, sinks).fill_(std::numeric_limits<float>::infinity());
+  for (SelectionLevel level : {SelectionLevel::kGlobal, SelectionLevel::kLayer}) {
+    for (double rho : {0.1, 0.3, 0.5}) {
+      for (double floor_share : {0.0, 0.25, 0.5, 1.0}) {
+        auto sel = select_entries(scores, rho, level, sinks, floor_share);
+        ASSERT_TRUE(sel.is_ok()) << sel.status().to_string();
+        const at::Tensor mask = sel->mask(T);
+        const int64_t groups = level == SelectionLevel::kGlobal ? 1 : L;
+        const int64_t layers_per_group = L / groups;
+        int64_t total = 0;
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t heads = layers_per_group * H;
+          const int64_t k = std::max(round_budget(rho, heads * T), sinks * heads);
+          const int64_t per_head = static_cast<int64_t>(std::floor(floor_share * static_cast<double>(k) / heads));
+          std::vector<char> want(heads * T, 0);  // the group's entries, (layer, head, token) order
+          for (int64_t gh = 0; gh < heads; ++gh) {
+            const int64_t l = g * layers_per_group + gh / H, h = gh % H;
+            std::vector<float> hs(T);
+            for (int64_t t = 0; t < T; ++t) hs[t] = s[l][h][t].item<float>();
+            for (int64_t t : reference_top(hs, per_head)) want[gh * T + t] = 1;
+          }
+          std::vector<int64_t> open;
+          std::vector<float> open_scores;
+          for (int64_t i = 0; i < heads * T; ++i) {
+            if (want[i]) continue;
+            open.push_back(i);
+            const int64_t gh = i / T;
+            open_scores.push_back(s[g * layers_per_group + gh / H][gh % H][i % T].item<float>());
+          }
+          for (int64_t j : reference_top(open_scores, k - per_head * heads)) want[open[j]] = 1;
+          for (int64_t i = 0; i < heads * T; ++i) {
+            const int64_t gh = i / T;
+            ASSERT_EQ(mask[g * layers_per_group + gh / H][gh % H][i % T].item<bool>(), want[i] != 0)
+                << selection_level_name(level) << " rho " << rho << " floor " << floor_share << " entry " << i;
+          }
+          total += k;
+        }
+        EXPECT_EQ(sel->kept, total) << "the floor moves entries between heads, never changes the count";
+      }
+    }
+  }
+}
+
+TEST(Selection, HeadFloorFeedsAStarvedHead) {
+  at::Tensor scores = at::zeros({1, 2, 10});
+  scores[0][1].fill_(1.0);  // head 1 dominates; without a floor head 0 keeps nothing (GlobalLevelIsNonUniform...)
+  auto sel = select_entries(scores, 0.5, SelectionLevel::kGlobal, 0, 0.5);
+  ASSERT_TRUE(sel.is_ok());
+  EXPECT_EQ(sel->keep[0][0].numel(), 2);  // floor(0.5 * 10 / 2)
+  EXPECT_EQ(sel->keep[0][1].numel(), 8);
+  // A full floor is head level where the budget divides evenly.
+  const at::Tensor r = at::rand({2, 2, 20});
+  auto full_floor = select_entries(r, 0.5, SelectionLevel::kGlobal, 1, 1.0);
+  auto head = select_entries(r, 0.5, SelectionLevel::kHead, 1);
+  ASSERT_TRUE(full_floor.is_ok() && head.is_ok());
+  EXPECT_TRUE(at::equal(full_floor->mask(20), head->mask(20)));
+}
+
+TEST(Selection, HeadFloorOutsideItsRangeOrLevelIsRefused) {
+  const at::Tensor r = at::rand({1, 2, 10});
+  for (double bad : {-0.1, 1.5, std::nan("")}) {
+    auto sel = select_entries(r, 0.5, SelectionLevel::kGlobal, 0, bad);
+    ASSERT_FALSE(sel.is_ok());
+    EXPECT_NE(sel.status().message().find("head floor"), std::string::npos) << sel.status().message();
+  }
+  for (SelectionLevel level : {SelectionLevel::kHead, SelectionLevel::kToken}) {
+    auto sel = select_entries(r, 0.5, level, 0, 0.5);
+    ASSERT_FALSE(sel.is_ok());
+    EXPECT_NE(sel.status().message().find("global and layer"), std::string::npos) << sel.status().message();
+  }
+  EXPECT_TRUE(select_entries(r, 0.5, SelectionLevel::kHead, 0, 0.0).is_ok());
+}
+
 TEST(Selection, RejectsBadInput) {
   EXPECT_FALSE(select_entries(at::rand({1, 1, 10}), 0.0, SelectionLevel::kHead, 0).is_ok());
   EXPECT_FALSE(select_entries(at::rand({1, 1, 10}), 1.5, SelectionLevel::kHead, 0).is_ok());

@@ -127,7 +127,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
     if (want_kvzip_recall) {
       const size_t k = std::find(options_.methods.begin(), options_.methods.end(), "kvzip") - options_.methods.begin();
       for (double rho : options_.ratios) {
-        PROXYKV_ASSIGN_OR_RETURN(kvzip_sets[rho], scoring::select_entries(scores[k], rho, options_.level, format_.n_sink));
+        PROXYKV_ASSIGN_OR_RETURN(kvzip_sets[rho], scoring::select_entries(scores[k], rho, options_.level, format_.n_sink, options_.head_floor));
       }
     }
     for (size_t m = 0; m < options_.methods.size(); ++m) {
@@ -156,7 +156,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
           continue;
         }
         PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep,
-                                 scoring::select_entries(scores[m], rho, options_.level, format_.n_sink));
+                                 scoring::select_entries(scores[m], rho, options_.level, format_.n_sink, options_.head_floor));
         for (int64_t l : options_.whole_layers) {
           for (at::Tensor& kept : keep.keep[static_cast<size_t>(l)]) {
             keep.kept += T - kept.numel();

@@ -37,7 +37,17 @@ struct KeepSet {
 };
 
 // scores: float [L, H, T]. rho in (0, 1].
-Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink);
+//
+// head_floor in [0, 1] (Ada-KV's safeguard budget) applies to the non-uniform levels, global and layer: each
+// (layer, KV head) first keeps its own best floor(head_floor * B / heads) entries, B being the level's budget (the
+// whole cache's at global, the layer's at layer level) and heads the number of heads sharing it; the rest of B
+// goes to the best remaining entries, as without a floor. 0 is the plain level; 1 gives every head an equal share
+// (head level, where B divides evenly). The count kept is B either way. Why: a global ranking over raw scores can
+// starve a layer whose scores run low (docs/scoring.md, "Selection").
+Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLevel level, int64_t n_sink,
+                               double head_floor = 0.0);
+// The head floor select_entries accepts at `level` (a front end checks it before any work).
+Status check_head_floor(double head_floor, SelectionLevel level);
 
 // Fraction of `reference`'s kept entries that `candidate` also keeps (top-rho recall).
 double keep_recall(const KeepSet& candidate, const KeepSet& reference, int64_t num_tokens);

@@ -29,6 +29,7 @@ struct EvalOptions {
   std::vector<std::string> methods{"full"};
   std::vector<double> ratios{0.1, 0.2, 0.3, 0.5, 0.7};  // keep ratios (fraction kept) for every method but full
   scoring::SelectionLevel level = scoring::SelectionLevel::kGlobal;
+  double head_floor = 0.0;  // global/layer level: each head's guaranteed share (scoring::select_entries)
   int64_t kvzip_chunk = 2048;
   int64_t limit = 0;               // contexts per file at most (0: all)
   int64_t max_answer_tokens = 48;  // greedy decoding budget per query
