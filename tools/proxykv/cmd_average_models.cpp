@@ -54,13 +54,7 @@ void register_average_models(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "one weight per model, comma-separated (default: equal)")
       ->delimiter(',');
   cmd->add_option("--out", args->out, "output directory")->required();
-  cmd->callback([args] {
-    const Status s = run_average(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv average-models: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_average(*args); });
 }
 
 }  // namespace proxykv::cli

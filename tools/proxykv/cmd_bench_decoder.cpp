@@ -107,13 +107,7 @@ void register_bench_decoder(CLI::App& app) {
   cmd->add_option("--chunk", args->chunk, "prefill chunk size");
   cmd->add_option("--repeats", args->repeats, "runs per point (best is reported)");
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_bench(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv bench-decoder: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_bench(*args); });
 }
 
 }  // namespace proxykv::cli

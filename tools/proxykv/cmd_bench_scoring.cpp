@@ -213,13 +213,7 @@ void register_bench_scoring(CLI::App& app) {
                   "proxy channel sets to time on their own, ';'-separated (kvzip,window_attn;key_norm,value_norm)")
       ->delimiter(';');
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_bench(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv bench-scoring: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_bench(*args); });
 }
 
 }  // namespace proxykv::cli

@@ -187,13 +187,7 @@ void register_eval(CLI::App& app) {
                   "diagnostic: layers that keep their whole cache under every method (comma-separated)")
       ->delimiter(',');
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_eval(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv eval: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_eval(*args); });
 }
 
 }  // namespace proxykv::cli

@@ -92,13 +92,7 @@ void register_eval_repeat(CLI::App& app) {
   cmd->add_option("--tail", args->tail, "previous chunk's tokens after the repeat prompt")->capture_default_str();
   cmd->add_option("--limit", args->limit, "contexts per file at most (0: all)");
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_eval_repeat(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv eval-repeat: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_eval_repeat(*args); });
 }
 
 }  // namespace proxykv::cli

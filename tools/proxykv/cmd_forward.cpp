@@ -62,13 +62,7 @@ void register_forward(CLI::App& app) {
   cmd->add_option("--out", args->out, "output safetensors file (tensor logits, float32 [1,T,V])")->required();
   cmd->add_option("--reference", args->reference, "compare with tensor 'logits' of this safetensors file");
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_forward(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv forward: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_forward(*args); });
 }
 
 }  // namespace proxykv::cli

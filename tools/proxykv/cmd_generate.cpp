@@ -55,13 +55,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--max-tokens", args->max_tokens, "tokens to generate at most")->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--add-bos", args->add_bos, "prepend the model's bos_token_id");
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run_generate(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv generate: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_generate(*args); });
 }
 
 }  // namespace proxykv::cli

@@ -49,13 +49,7 @@ void register_init_model(CLI::App& app) {
   cmd->add_option("--out", args->out, "output directory")->required();
   cmd->add_option("--seed", args->seed, "initialisation seed")->capture_default_str();
   cmd->add_option("--init-std", args->init_std, "std of the normal init of weight matrices")->capture_default_str();
-  cmd->callback([args] {
-    const Status s = run_init_model(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv init-model: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_init_model(*args); });
 }
 
 }  // namespace proxykv::cli

@@ -70,13 +70,7 @@ void register_make_tasks(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "seed; the same options give the same file on every machine")
       ->capture_default_str();
   cmd->add_option("--out", args->out, "output JSONL file")->required();
-  cmd->callback([args] {
-    const Status s = run_make_tasks(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv make-tasks: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_make_tasks(*args); });
 }
 
 void register_write_family_tokenizer(CLI::App& app) {

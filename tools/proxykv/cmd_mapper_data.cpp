@@ -71,13 +71,7 @@ void register_make_mapper_data(CLI::App& app) {
   cmd->add_option("--limit", args->limit, "contexts at most (0: all)");
   cmd->add_option("--per-shard", args->per_shard, "contexts per shard");
   args->runtime.add_to(cmd);
-  cmd->callback([args] {
-    Status s = run(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv make-mapper-data: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run(*args); });
 }
 
 }  // namespace proxykv::cli

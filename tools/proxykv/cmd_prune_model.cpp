@@ -46,13 +46,7 @@ void register_prune_model(CLI::App& app) {
   cmd->add_option("--q-heads-per-group", args->q_heads_per_group,
                   "query heads kept per KV group, by weight norm (default: all)");
   cmd->add_option("--intermediate", args->intermediate, "MLP channels kept, by weight norm (default: all)");
-  cmd->callback([args] {
-    const Status s = run_prune(*args);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv prune-model: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [args] { return run_prune(*args); });
 }
 
 }  // namespace proxykv::cli

@@ -309,13 +309,7 @@ void register_train_mapper(CLI::App& app) {
     pred->add_option("--mapper", *mapper_dir, "mapper checkpoint directory")->required();
     pred->add_option("--data", *data, "make-mapper-data directory")->required();
     pred->add_option("--out", *out, "output directory")->required();
-    pred->callback([mapper_dir, data, out] {
-      Status s = run_predict_mapper(*mapper_dir, *data, *out);
-      if (!s.is_ok()) {
-        std::cerr << "proxykv predict-mapper: " << s.to_string() << "\n";
-        set_exit_code(1);
-      }
-    });
+    on_run(pred, [mapper_dir, data, out] { return run_predict_mapper(*mapper_dir, *data, *out); });
   }
   {
     auto data = std::make_shared<std::string>();
@@ -323,24 +317,12 @@ void register_train_mapper(CLI::App& app) {
     CLI::App* cal = app.add_subcommand("calibrate-iam", "the kvzip_iam baseline's head map from mapper data");
     cal->add_option("--data", *data, "make-mapper-data directory (calibration contexts)")->required();
     cal->add_option("--out", *out, "IAM map JSON")->required();
-    cal->callback([data, out] {
-      Status s = run_calibrate_iam(*data, *out);
-      if (!s.is_ok()) {
-        std::cerr << "proxykv calibrate-iam: " << s.to_string() << "\n";
-        set_exit_code(1);
-      }
-    });
+    on_run(cal, [data, out] { return run_calibrate_iam(*data, *out); });
   }
   auto config = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("train-mapper", "train a HybridAxialMapper on make-mapper-data output");
   cmd->add_option("--config", *config, "mapper training config JSON")->required();
-  cmd->callback([config] {
-    Status s = run(*config);
-    if (!s.is_ok()) {
-      std::cerr << "proxykv train-mapper: " << s.to_string() << "\n";
-      set_exit_code(1);
-    }
-  });
+  on_run(cmd, [config] { return run(*config); });
 }
 
 }  // namespace proxykv::cli

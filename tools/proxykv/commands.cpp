@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include <iostream>
+
 namespace proxykv::cli {
 namespace {
 int g_exit_code = 0;
@@ -10,6 +12,16 @@ int exit_code() {
 }
 void set_exit_code(int code) {
   g_exit_code = code;
+}
+
+void on_run(CLI::App* cmd, std::function<Status()> run) {
+  cmd->callback([cmd, run = std::move(run)] {
+    const Status s = run();
+    if (!s.is_ok()) {
+      std::cerr << "proxykv " << cmd->get_name() << ": " << s.to_string() << "\n";
+      set_exit_code(1);
+    }
+  });
 }
 
 void register_all(CLI::App& app) {

@@ -1,7 +1,11 @@
 // Subcommand registry of the proxykv CLI. Each cmd_*.cpp defines one register_* function.
 #pragma once
 
+#include <functional>
+
 #include <CLI/CLI.hpp>
+
+#include "proxykv/core/status.h"
 
 namespace proxykv::cli {
 
@@ -9,6 +13,9 @@ void register_all(CLI::App& app);
 // Exit code set by the subcommand that ran (0 = success).
 int exit_code();
 void set_exit_code(int code);
+// Makes `run` the subcommand's action: a failed Status is printed as "proxykv <subcommand>: <status>" on stderr and
+// sets exit code 1.
+void on_run(CLI::App* cmd, std::function<Status()> run);
 
 void register_forward(CLI::App& app);
 void register_generate(CLI::App& app);
