@@ -481,6 +481,81 @@ TEST(LmData, PhaseFromJsonValidates) {
 }
 
 
+// multivalue_order "reverse": the same rows (same seed, same context and questions), with every multivalue answer's
+// numbers listed latest first; other tasks' answers do not change.
+TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
+  auto numbers_of = [](const std::string& answer) {  // "kA is N1 and N2 ..." -> {"N1", "N2", ...}
+    std::vector<std::string> out;
+    std::string rest = answer.substr(answer.find(" is ") + 4);
+    for (size_t at; (at = rest.find(" and ")) != std::string::npos; rest = rest.substr(at + 5)) {
+      out.push_back(rest.substr(0, at));
+    }
+    out.push_back(rest);
+    return out;
+  };
+  auto last_answer = [](const TrainingSequence& s) {
+    auto a = std::find(s.tokens.rbegin(), s.tokens.rend(), tasks::kAnswerId).base();
+    return tasks::family_decode({a, s.tokens.end() - 1});
+  };
+  for (uint64_t seed : {31u, 32u, 33u}) {
+    std::mt19937_64 fwd_rng(seed), rev_rng(seed);
+    auto fwd = sample_task(fwd_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, false);
+    auto rev = sample_task(rev_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, true);
+    ASSERT_TRUE(fwd.is_ok() && rev.is_ok());
+    ASSERT_EQ(fwd->tokens.size(), rev->tokens.size());
+    const auto a = std::find(fwd->tokens.begin(), fwd->tokens.end(), tasks::kAnswerId) - fwd->tokens.begin();
+    EXPECT_TRUE(std::equal(fwd->tokens.begin(), fwd->tokens.begin() + a + 1, rev->tokens.begin()));  // same context
+    std::vector<std::string> want = numbers_of(last_answer(*fwd));
+    ASSERT_EQ(want.size(), 4u);
+    // The forward answer is the context's order: each number's fact stands after the previous one's.
+    const std::string context = tasks::family_decode({fwd->tokens.begin(), fwd->tokens.begin() + a});
+    size_t at = 0;
+    for (const std::string& n : want) {
+      const size_t found = context.find(" is " + n + " .", at);
+      ASSERT_NE(found, std::string::npos) << n;
+      at = found + 1;
+    }
+    std::reverse(want.begin(), want.end());
+    EXPECT_EQ(numbers_of(last_answer(*rev)), want);
+    EXPECT_EQ(last_answer(*rev).substr(0, 8), last_answer(*fwd).substr(0, 8));  // "kA is" restated first either way
+
+    std::mt19937_64 mq_fwd(seed), mq_rev(seed);
+    auto q_fwd = sample_task(mq_fwd, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, false);
+    auto q_rev = sample_task(mq_rev, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, true);
+    ASSERT_TRUE(q_fwd.is_ok() && q_rev.is_ok());
+    EXPECT_EQ(q_fwd->tokens, q_rev->tokens);
+
+    std::mt19937_64 drill_fwd(seed), drill_rev(seed);
+    const TrainingSequence d_fwd = sample_multi_recall(drill_fwd, 12, 6, 0.1f, 4, false);
+    const TrainingSequence d_rev = sample_multi_recall(drill_rev, 12, 6, 0.1f, 4, true);
+    ASSERT_EQ(d_fwd.tokens.size(), d_rev.tokens.size());
+    size_t i = std::find(d_fwd.tokens.begin(), d_fwd.tokens.end(), tasks::kSepId) - d_fwd.tokens.begin();
+    EXPECT_TRUE(std::equal(d_fwd.tokens.begin(), d_fwd.tokens.begin() + i, d_rev.tokens.begin()));
+    while (true) {  // each answer: the same numbers, reversed
+      const auto a_f = std::find(d_fwd.tokens.begin() + i, d_fwd.tokens.end(), tasks::kAnswerId);
+      if (a_f == d_fwd.tokens.end()) break;
+      const auto e_f = std::find(a_f, d_fwd.tokens.end(), tasks::kEosId);
+      const auto a_r = d_rev.tokens.begin() + (a_f - d_fwd.tokens.begin());
+      const auto e_r = d_rev.tokens.begin() + (e_f - d_fwd.tokens.begin());
+      std::vector<std::string> n = numbers_of(tasks::family_decode({a_f + 1, e_f}));
+      std::reverse(n.begin(), n.end());
+      EXPECT_EQ(numbers_of(tasks::family_decode({a_r + 1, e_r})), n);
+      i = static_cast<size_t>(e_f - d_fwd.tokens.begin()) + 1;
+    }
+  }
+  auto phase = [](const char* order) {
+    return PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"multivalue_order", order}},
+                               "cfg");
+  };
+  ASSERT_TRUE(phase("reverse").is_ok());
+  EXPECT_TRUE(phase("reverse")->multivalue_reverse);
+  EXPECT_FALSE(phase("context")->multivalue_reverse);
+  auto bad = phase("sideways");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("multivalue_order"), std::string::npos) << bad.status().message();
+  EXPECT_FALSE(PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}}, "cfg")->multivalue_reverse);
+}
+
 TEST(LmData, MultiRecallListsEveryNumberOfTheKeyInContextOrder) {
   int multi_answers = 0;
   for (uint64_t seed : {11u, 12u, 13u}) {

@@ -220,7 +220,7 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
 }
 
 TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
-                                     int value_digits) {
+                                     int value_digits, bool reverse) {
   static const std::vector<int32_t> kFactHead = tasks::family_encode("the magic number for");
   static const std::vector<int32_t> kQuestionHead = tasks::family_encode("what is the magic number for");
   static const int32_t kIs = tasks::family_encode("is").at(0);
@@ -261,6 +261,7 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     push(s, tasks::kAnswerId, other_weight);
     std::vector<std::string> answers;
     for (const auto& number : numbers[k]) answers.push_back(tasks::family_decode(number));
+    if (reverse) std::reverse(answers.begin(), answers.end());
     // The answer a niah_multivalue task context is trained on (answer_restate, "and" between the numbers).
     push_words(s,
                tasks::family_encode(compose_answer("niah_multivalue", tasks::family_decode(question), answers, "and",
@@ -298,7 +299,7 @@ std::string compose_answer(const std::string& task, const std::string& question,
 
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
                                      int qa, float context_weight, const std::string& answer_separator,
-                                     bool restate) {
+                                     bool restate, bool multivalue_reverse) {
   PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
@@ -309,7 +310,9 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     push(s, tasks::kQuestionId, context_weight);
     push_words(s, tasks::family_encode(q.question), context_weight);
     push(s, tasks::kAnswerId, context_weight);
-    push_words(s, tasks::family_encode(compose_answer(task, q.question, q.answers, answer_separator, restate)), 1.f);
+    std::vector<std::string> answers = q.answers;
+    if (multivalue_reverse && task == "niah_multivalue") std::reverse(answers.begin(), answers.end());
+    push_words(s, tasks::family_encode(compose_answer(task, q.question, answers, answer_separator, restate)), 1.f);
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -375,6 +378,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.repeat_chunk = j.value("repeat_chunk", p.repeat_chunk);
     p.answer_separator = j.value("answer_separator", p.answer_separator);
     p.answer_restate = j.value("answer_restate", p.answer_restate);
+    const std::string mv_order = j.value("multivalue_order", std::string("context"));
+    if (mv_order != "context" && mv_order != "reverse") {
+      return invalid_argument(origin + ": multivalue_order must be \"context\" or \"reverse\", got \"" + mv_order +
+                              "\"");
+    }
+    p.multivalue_reverse = mv_order == "reverse";
     p.facts_max = j.value("facts_max", p.facts_max);
     p.context_drop.share = j.value("context_drop_share", p.context_drop.share);
     p.context_drop.min_rate = j.value("context_drop_min", p.context_drop.min_rate);
@@ -465,7 +474,8 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
                                p.recall_var_chains);
     }
     if (p.recall_multi) {
-      return sample_multi_recall(rng, facts, static_cast<int>(draw(rng, 4, 8)), 0.1f, p.recall_value_digits);
+      return sample_multi_recall(rng, facts, static_cast<int>(draw(rng, 4, 8)), 0.1f, p.recall_value_digits,
+                                 p.multivalue_reverse);
     }
     int digits = p.recall_value_digits;
     if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;
@@ -475,7 +485,7 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   const int64_t length = draw(rng, p.context_min, p.context_max);
   if (u < p.w_induction + p.w_recall + p.w_task) {
     return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
-                       p.context_weight, p.answer_separator, p.answer_restate);
+                       p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_reverse);
   }
   return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
 }
