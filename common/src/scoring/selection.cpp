@@ -22,14 +22,16 @@ void select_with_floor(const at::Tensor& s, int64_t k, double head_floor, at::Te
   const int64_t L = s.size(0), H = s.size(1), T = s.size(2);
   const int64_t floor_per_head =
       std::min(T, static_cast<int64_t>(std::floor(head_floor * static_cast<double>(k) / static_cast<double>(L * H))));
-  if (floor_per_head > 0) {
-    for (int64_t l = 0; l < L; ++l) {
-      for (int64_t h = 0; h < H; ++h) mask[l][h].index_fill_(0, top_indices(s[l][h], floor_per_head), true);
-    }
+  at::Tensor flat_mask = mask.view({-1});  // mask is contiguous here: a view, written through
+  if (floor_per_head == 0) {  // the plain level (every call without a floor): one ranking, no gather
+    flat_mask.index_fill_(0, top_indices(s.reshape({-1}), k), true);
+    return;
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t h = 0; h < H; ++h) mask[l][h].index_fill_(0, top_indices(s[l][h], floor_per_head), true);
   }
   const int64_t rest = k - floor_per_head * L * H;
   if (rest <= 0) return;
-  at::Tensor flat_mask = mask.view({-1});  // mask is contiguous here: a view, written through
   const at::Tensor open = (~flat_mask).nonzero().squeeze(1);  // ascending, so the stable sort still favours earlier
   const at::Tensor chosen = open.index_select(0, top_indices(s.reshape({-1}).index_select(0, open), rest));
   flat_mask.index_fill_(0, chosen, true);
@@ -98,8 +100,7 @@ Result<KeepSet> select_entries(const at::Tensor& scores, double rho, SelectionLe
     case SelectionLevel::kLayer:
       for (int64_t l = 0; l < L; ++l) {
         const int64_t k = std::max(budget(rho, H * T), sinks * H);
-        at::Tensor layer_mask = mask[l];
-        select_with_floor(s[l].unsqueeze(0), k, head_floor, layer_mask.unsqueeze(0));
+        select_with_floor(s[l].unsqueeze(0), k, head_floor, mask[l].unsqueeze(0));
       }
       break;
     case SelectionLevel::kHead:
