@@ -108,6 +108,21 @@ std::optional<ApiError> parse_compression(const nlohmann::json& v, const ApiLimi
                  "kv_compression.level");
     }
   }
+  if (has(v, "head_floor")) {
+    const auto& f = v.at("head_floor");
+    if (!f.is_number()) return wrong_type("kv_compression.head_floor", "a number", f);
+    c.head_floor = f.get<double>();
+    if (!(std::isfinite(c.head_floor) && c.head_floor >= 0.0 && c.head_floor <= 1.0)) {
+      return bad("invalid_head_floor",
+                 "'kv_compression.head_floor' (each KV head's share of the budget) must lie in [0, 1], got " + f.dump(),
+                 "kv_compression.head_floor");
+    }
+    if (c.head_floor > 0.0 && c.level != "global" && c.level != "layer") {
+      return bad("invalid_head_floor",
+                 "'kv_compression.head_floor' applies to the global and layer levels, not to level '" + c.level + "'",
+                 "kv_compression.head_floor");
+    }
+  }
   *out = std::move(c);
   return std::nullopt;
 }

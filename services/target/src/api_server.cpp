@@ -103,6 +103,7 @@ json compression_json(const CompressionStats& s) {
           {"requested_method", s.requested_method},
           {"keep_ratio", s.keep_ratio},
           {"level", s.level},
+          {"head_floor", s.head_floor},
           {"context_tokens", s.context_tokens},
           {"kv_bytes", s.kv_bytes},
           {"kv_bytes_full", s.kv_bytes_full},

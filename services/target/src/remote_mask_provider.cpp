@@ -72,6 +72,7 @@ Result<std::string> advertised(const std::string& bound, const std::string& host
 struct PendingState {
   std::string id;
   int64_t layers = 0, kv_heads = 0, tokens = 0;
+  float head_floor = 0.f;  // as sent; a mask selected with another floor is refused (a mapper predating the field)
   Clock::time_point deadline;
   std::mutex mu;
   std::condition_variable cv;
@@ -218,6 +219,11 @@ struct RemoteMaskProvider::Impl {
         const std::string& id = m.envelope.prune_mask().request_id();
         if (auto state = take(id)) {
           auto keep = keep_set_from_mask(m, state->layers, state->kv_heads, state->tokens);
+          if (keep.is_ok() && m.envelope.prune_mask().head_floor() != state->head_floor) {
+            keep = invalid_argument("mask selected with head floor " +
+                                    std::to_string(m.envelope.prune_mask().head_floor()) + ", asked for " +
+                                    std::to_string(state->head_floor));
+          }
           if (keep.is_ok()) {
             count(&RemoteMaskStats::masks);
             state->resolve(MaskOutcome::success(std::move(keep).value()));
@@ -371,6 +377,7 @@ std::unique_ptr<PendingMask> RemoteMaskProvider::request(const MaskRequest& r) {
   state->id = impl_->id_prefix + std::to_string(impl_->next_id++);
   state->layers = r.num_layers;
   state->kv_heads = r.num_kv_heads;
+  state->head_floor = static_cast<float>(r.head_floor);
   state->tokens = r.context_ids.numel();
   state->deadline = r.deadline;
 
@@ -387,6 +394,7 @@ std::unique_ptr<PendingMask> RemoteMaskProvider::request(const MaskRequest& r) {
   s->set_proxy_model_id(impl_->options.proxy_model_id);
   s->set_keep_ratio(static_cast<float>(r.keep_ratio));
   s->set_selection_level(wire_level(r.level));
+  s->set_head_floor(static_cast<float>(r.head_floor));
   s->set_num_sink_tokens(static_cast<uint32_t>(r.n_sink));
   s->set_reply_to(impl_->reply_to);
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(r.deadline - Clock::now());

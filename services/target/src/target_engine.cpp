@@ -171,7 +171,7 @@ struct TargetEngine::Impl {
     }
     auto level = scoring::parse_selection_level(request.level);
     if (!level.is_ok()) return level.status();
-    return Status::ok();
+    return scoring::check_head_floor(request.head_floor, *level);
   }
 
   // Chooses what scores the context and starts the remote mask request; runs before the prefill.
@@ -188,6 +188,7 @@ struct TargetEngine::Impl {
         mr.num_kv_heads = model->spec().num_kv_heads;
         mr.keep_ratio = request.keep_ratio;
         mr.level = level;
+        mr.head_floor = request.head_floor;
         mr.n_sink = format.n_sink;
         mr.deadline = Clock::now() + std::chrono::milliseconds(options.mask_deadline_ms);
         p.pending = provider->request(mr);
@@ -235,6 +236,7 @@ struct TargetEngine::Impl {
     st.keep_ratio = request.keep_ratio;
     st.requested_method = request.method;
     st.level = request.level;
+    st.head_floor = request.head_floor;
     st.tokenize_s = seconds_since(started);
     if (T == 0) {
       st.method = request.method == kProxyMethod ? options.fallback_method : request.method;
@@ -277,7 +279,8 @@ struct TargetEngine::Impl {
     if (!keep && p.scorer) {
       auto ts = Clock::now();
       PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, p.scorer->finish(*model, ctx->cache, ids));
-      PROXYKV_ASSIGN_OR_RETURN(keep, scoring::select_entries(scores, request.keep_ratio, level, format.n_sink));
+      PROXYKV_ASSIGN_OR_RETURN(
+          keep, scoring::select_entries(scores, request.keep_ratio, level, format.n_sink, request.head_floor));
       st.score_s = seconds_since(ts);
     }
     if (keep) {

@@ -313,10 +313,11 @@ class Services {
   int64_t submit_timeout_ms_;
 };
 
-std::string context_request(const std::string& context, const std::string& method = "proxykv") {
+std::string context_request(const std::string& context, const std::string& method = "proxykv",
+                            double head_floor = 0.0) {
   return json{{"model", "target"},
               {"context", context},
-              {"kv_compression", {{"method", method}, {"keep_ratio", kKeepRatio}}}}
+              {"kv_compression", {{"method", method}, {"keep_ratio", kKeepRatio}, {"head_floor", head_floor}}}}
       .dump();
 }
 
@@ -366,7 +367,8 @@ class InProcessProvider : public target::MaskProvider {
     throw_if_error(pair.status());
     auto scores = mapper::map_features(**pair, features->features);
     throw_if_error(scores.status());
-    auto keep = scoring::select_entries(*scores, static_cast<float>(r.keep_ratio), r.level, r.n_sink);
+    auto keep = scoring::select_entries(*scores, static_cast<float>(r.keep_ratio), r.level, r.n_sink,
+                                        static_cast<float>(r.head_floor));
     throw_if_error(keep.status());
     return std::make_unique<InProcessMask>(target::MaskOutcome::success(std::move(keep).value()));
   }
@@ -400,20 +402,25 @@ TEST_P(ServicesTest, SameMaskAndAnswerAsInProcess) {
   auto engine = std::move(target::TargetEngine::load(eo).value());
   engine->set_mask_provider(std::make_shared<InProcessProvider>());
 
-  for (int64_t length : {300, 1000}) {
+  // The last request asks for a head floor: it travels target -> proxy -> mapper and back.
+  const std::vector<std::pair<int64_t, double>> requests = {{300, 0.0}, {1000, 0.0}, {1000, 0.5}};
+  std::vector<std::string> digests;
+  for (const auto& [length, floor] : requests) {
     tasks::TaskContext task = a_task(length);
-    HttpReply created = post(s.target_url, "/v1/contexts", context_request(task.context));
+    HttpReply created = post(s.target_url, "/v1/contexts", context_request(task.context, "proxykv", floor));
     ASSERT_EQ(created.status, 201) << created.body.dump();
     EXPECT_EQ(created.body["method"], "proxykv") << created.body.dump();
     EXPECT_TRUE(created.body["fallback_reason"].is_null()) << created.body.dump();
 
-    auto local = engine->compress_context(task.context, {"proxykv", kKeepRatio, "global"});
+    EXPECT_EQ(created.body["head_floor"].get<double>(), floor);
+    auto local = engine->compress_context(task.context, {"proxykv", kKeepRatio, "global", floor});
     ASSERT_TRUE(local.is_ok()) << local.status().to_string();
     const target::CompressionStats& ls = target::context_stats(**local);
     EXPECT_EQ(ls.method, "proxykv");
     EXPECT_EQ(created.body["context_tokens"], ls.context_tokens);
     EXPECT_EQ(created.body["kv_bytes"], ls.kv_bytes);
     EXPECT_EQ(created.body["mask_digest"], ls.mask_digest) << "the services kept other entries than in-process";
+    digests.push_back(ls.mask_digest);
 
     const std::string question = task.queries[0].question;
     HttpReply answered =
@@ -424,9 +431,10 @@ TEST_P(ServicesTest, SameMaskAndAnswerAsInProcess) {
     ASSERT_TRUE(local_answer.is_ok());
     EXPECT_EQ(answered.body["choices"][0]["text"], local_answer->text);
   }
+  EXPECT_NE(digests[1], digests[2]) << "the head floor did not change the mask";
   // The target's /health shows the proxy path and what it delivered.
   json th = get_json(s.target_url, "/health");
-  EXPECT_EQ(th["details"]["proxy_path"]["masks"], 2) << th.dump();
+  EXPECT_EQ(th["details"]["proxy_path"]["masks"], 3) << th.dump();
   EXPECT_EQ(th["details"]["proxy_path"]["errors"], 0) << th.dump();
   // The mapper's /health names the level its checkpoint was trained for.
   json mh = get_json(s.mapper_at.admin, "/health");

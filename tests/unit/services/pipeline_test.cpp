@@ -251,7 +251,13 @@ TEST(Pipeline, BadRequestsAreRefusedAtTheProxy) {
   EXPECT_EQ(p.send(r, std::chrono::milliseconds(5000)).status().code(), StatusCode::kInvalidArgument);
   r = score_request(random_ids(30), receiver.endpoint(), 1.5f);
   EXPECT_EQ(p.send(r, std::chrono::milliseconds(5000)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(p.proxy_server->stats().refused, 3u);
+  r = score_request(random_ids(30), receiver.endpoint(), 0.3f);
+  r.set_head_floor(1.5f);
+  EXPECT_EQ(p.send(r, std::chrono::milliseconds(5000)).status().code(), StatusCode::kInvalidArgument);
+  r.set_head_floor(0.5f);  // a floor at head level
+  r.set_selection_level(v1::SELECTION_LEVEL_HEAD);
+  EXPECT_EQ(p.send(r, std::chrono::milliseconds(5000)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.proxy_server->stats().refused, 5u);
   // Still serving.
   auto ok = p.send(score_request(random_ids(30), receiver.endpoint(), 0.5f), std::chrono::milliseconds(5000));
   EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();

@@ -228,6 +228,38 @@ TEST_F(ApiServerTest, ContextsCreateCompleteAndDelete) {
   expect_error(client().Delete(("/v1/contexts/" + id).c_str()), 404, "context_not_found", "second delete");
 }
 
+// kv_compression.head_floor reaches the selection: each context keeps exactly the entries the engine keeps
+// in-process with the same floor, and the floor changes what a global selection keeps.
+TEST_F(ApiServerTest, HeadFloorReachesTheSelection) {
+  std::vector<std::string> digests;
+  for (double floor : {0.0, 1.0}) {
+    auto c =
+        post("/v1/contexts", {{"model", "tiny"},
+                              {"context", kContext},
+                              {"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.3}, {"head_floor", floor}}}});
+    ASSERT_TRUE(c);
+    ASSERT_EQ(c->status, 201) << c->body;
+    json ctx = json::parse(c->body);
+    EXPECT_EQ(ctx["head_floor"].get<double>(), floor);
+    auto direct = engine_->compress_context(kContext, {"snapkv", 0.3, "global", floor});
+    ASSERT_TRUE(direct.is_ok());
+    const CompressionStats& ds = context_stats(**direct);
+    ASSERT_FALSE(ds.mask_digest.empty());
+    EXPECT_EQ(ctx["mask_digest"], ds.mask_digest) << "head_floor " << floor;
+    EXPECT_EQ(ctx["kv_bytes"].get<int64_t>(), ds.kv_bytes);
+    digests.push_back(ctx["mask_digest"]);
+  }
+  EXPECT_NE(digests[0], digests[1]) << "a floor of 1 should move a global selection on this model";
+  // Level head takes no floor.
+  expect_error(
+      post("/v1/contexts",
+           {{"model", "tiny"},
+            {"context", kContext},
+            {"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.3}, {"level", "head"}, {"head_floor", 0.5}}}}),
+      400, "invalid_head_floor", "floor at head level");
+  EXPECT_FALSE(engine_->compress_context(kContext, {"snapkv", 0.3, "token", 0.5}).is_ok());
+}
+
 TEST_F(ApiServerTest, ProxyKvContextFallsBackWithItsReason) {
   auto c = post(
       "/v1/contexts",
@@ -280,6 +312,19 @@ TEST_F(ApiServerTest, EveryBadRequestGetsAJsonErrorAndTheServerKeepsServing) {
       {"unknown level", "/v1/completions",
        completion({{"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.5}, {"level", "row"}}}}), 400,
        "invalid_level"},
+      {"head_floor 1.5", "/v1/completions",
+       completion({{"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.5}, {"head_floor", 1.5}}}}), 400,
+       "invalid_head_floor"},
+      {"head_floor negative", "/v1/completions",
+       completion({{"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.5}, {"head_floor", -0.1}}}}), 400,
+       "invalid_head_floor"},
+      {"head_floor ill-typed", "/v1/completions",
+       completion({{"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.5}, {"head_floor", "half"}}}}), 400,
+       "invalid_type"},
+      {"head_floor at token level", "/v1/completions",
+       completion(
+           {{"kv_compression", {{"method", "snapkv"}, {"keep_ratio", 0.5}, {"level", "token"}, {"head_floor", 0.2}}}}),
+       400, "invalid_head_floor"},
       {"unknown method", "/v1/completions",
        completion({{"kv_compression", {{"method", "bogus"}, {"keep_ratio", 0.5}}}}), 400, "unknown_method"},
       {"kv_compression ill-typed", "/v1/completions", completion({{"kv_compression", "snapkv"}}), 400, "invalid_type"},

@@ -402,6 +402,40 @@ TEST(RemoteMaskProvider, AnInvalidMaskIsReported) {
   EXPECT_EQ(out.fallback_reason, "invalid_mask");
 }
 
+// The head floor travels in the ScoreRequest; a mask the mapper selected with another floor (one that predates
+// the field and ignored it) is refused rather than reported as what was asked for.
+TEST(RemoteMaskProvider, AMaskSelectedWithAnotherHeadFloorIsRefused) {
+  zmq::context_t ctx(1);
+  auto keep = random_keep(kL, kH, kT, 5);
+  ScriptedProxy proxy(ctx, [&](const v1::ScoreRequest& r) {
+    ScriptedProxy::Action a;
+    Message m = mask_message("", keep, kT);
+    // Echo the floor for the first request only.
+    if (r.head_floor() == 0.25f) m.envelope.mutable_prune_mask()->set_head_floor(0.25f);
+    a.to_reply_to = m;
+    return a;
+  });
+  auto provider = provider_for(ctx, proxy.endpoint());
+  MaskRequest echoed = mask_request(milliseconds(20000));
+  echoed.head_floor = 0.25;
+  auto first = provider->request(echoed);
+  ASSERT_TRUE(first);
+  MaskOutcome a = first->wait();
+  EXPECT_TRUE(a.ok) << a.fallback_reason << ": " << a.detail;
+  MaskRequest ignored = mask_request(milliseconds(20000));
+  ignored.head_floor = 0.5;
+  auto second = provider->request(ignored);
+  ASSERT_TRUE(second);
+  MaskOutcome b = second->wait();
+  EXPECT_FALSE(b.ok);
+  EXPECT_EQ(b.fallback_reason, "invalid_mask");
+  EXPECT_NE(b.detail.find("head floor"), std::string::npos) << b.detail;
+  auto requests = proxy.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_FLOAT_EQ(requests[0].head_floor(), 0.25f);
+  EXPECT_FLOAT_EQ(requests[1].head_floor(), 0.5f);
+}
+
 TEST(RemoteMaskProvider, RefusesBadOptions) {
   zmq::context_t ctx(1);
   RemoteMaskOptions o;

@@ -121,6 +121,11 @@ struct MapperServer::Impl {
     if (!(f.keep_ratio() > 0.f && f.keep_ratio() <= 1.f)) {
       return refuse(invalid_argument("keep_ratio must be in (0, 1], got " + std::to_string(f.keep_ratio())));
     }
+    {
+      auto level = level_of(f.selection_level());
+      if (!level.is_ok()) return refuse(level.status());
+      if (Status s = scoring::check_head_floor(f.head_floor(), *level); !s.is_ok()) return refuse(s);
+    }
     if (f.tokens() == 0 || f.num_sink_tokens() > f.tokens()) {
       return refuse(invalid_argument("tokens must be >= 1 and num_sink_tokens <= tokens"));
     }
@@ -160,8 +165,8 @@ struct MapperServer::Impl {
     const auto t0 = std::chrono::steady_clock::now();
     PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, map_features(*pair, features));
     PROXYKV_ASSIGN_OR_RETURN(scoring::SelectionLevel level, level_of(f.selection_level()));
-    PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep,
-                             scoring::select_entries(scores, f.keep_ratio(), level, f.num_sink_tokens()));
+    PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep, scoring::select_entries(scores, f.keep_ratio(), level,
+                                                                            f.num_sink_tokens(), f.head_floor()));
     metrics.mapper_inference_seconds().Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 
@@ -177,6 +182,7 @@ struct MapperServer::Impl {
     m->set_achieved_keep_ratio(static_cast<float>(keep.ratio()));
     m->set_selection_level(f.selection_level() == v1::SELECTION_LEVEL_UNSPECIFIED ? v1::SELECTION_LEVEL_GLOBAL
                                                                                    : f.selection_level());
+    m->set_head_floor(f.head_floor());
     m->set_method("proxykv");
     m->set_encoding(v1::MASK_ENCODING_KEPT_INDICES);
     m->set_compatibility_hash(pair->compatibility_hash);

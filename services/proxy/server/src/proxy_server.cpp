@@ -104,6 +104,13 @@ struct ProxyServer::Impl {
     if (!(r.keep_ratio() > 0.f && r.keep_ratio() <= 1.f)) {
       return refuse(invalid_argument("keep_ratio must be in (0, 1], got " + std::to_string(r.keep_ratio())));
     }
+    if (!(r.head_floor() >= 0.f && r.head_floor() <= 1.f)) {
+      return refuse(invalid_argument("head_floor must be in [0, 1], got " + std::to_string(r.head_floor())));
+    }
+    if (r.head_floor() > 0.f && r.selection_level() != v1::SELECTION_LEVEL_GLOBAL &&
+        r.selection_level() != v1::SELECTION_LEVEL_LAYER && r.selection_level() != v1::SELECTION_LEVEL_UNSPECIFIED) {
+      return refuse(invalid_argument("a head floor applies to the global and layer levels only"));
+    }
     if (r.num_sink_tokens() > static_cast<uint32_t>(T)) return refuse(invalid_argument("num_sink_tokens > tokens"));
     if (r.reply_to().rfind("tcp://", 0) != 0) return refuse(invalid_argument("reply_to must be a tcp:// endpoint"));
     if (r.target_model_id().empty()) return refuse(invalid_argument("target_model_id is empty"));
@@ -200,6 +207,7 @@ struct ProxyServer::Impl {
     for (const auto& c : fopts.channels) pf->add_channel_names(c);
     pf->set_keep_ratio(r.keep_ratio());
     pf->set_selection_level(r.selection_level());
+    pf->set_head_floor(r.head_floor());
     pf->set_num_sink_tokens(static_cast<uint32_t>(fopts.scorer.n_sink));
     pf->set_reply_to(r.reply_to());
     pf->set_deadline_unix_ms(r.deadline_unix_ms());

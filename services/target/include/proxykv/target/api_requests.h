@@ -43,7 +43,7 @@ struct ApiLimits {
 // context it may be omitted, else it must name the served model), prompt (a string, or an array of exactly one
 // string), max_tokens (integer in [1, max_new_tokens], default 16), temperature (absent, null or 0: decoding
 // is greedy, other values are refused), top_p (absent or 1), n (absent or 1), stream (bool),
-// stream_options.include_usage (bool), kv_compression {method, keep_ratio, level} (plain completions only).
+// stream_options.include_usage (bool), kv_compression {method, keep_ratio, level, head_floor} (plain completions only).
 // Other OpenAI fields are ignored.
 struct CompletionApiRequest {
   std::string model;
@@ -56,8 +56,8 @@ struct CompletionApiRequest {
 Parsed<CompletionApiRequest> parse_completion_request(const std::string& body, const ApiLimits& limits,
                                                       bool model_required);
 
-// POST /v1/contexts: {"model", "context", "kv_compression": {"method", "keep_ratio", "level"?}}; a missing
-// kv_compression means full.
+// POST /v1/contexts: {"model", "context", "kv_compression": {"method", "keep_ratio", "level"?, "head_floor"?}}; a
+// missing kv_compression means full.
 struct ContextApiRequest {
   std::string model;
   std::string context;

@@ -2,6 +2,7 @@
 //
 //   POST   /v1/completions                  OpenAI completions; `stream` uses SSE (`data: {json}` per token,
 //                                           then `data: [DONE]`); extension `kv_compression`
+//                                           {method, keep_ratio, level?, head_floor?}
 //   GET    /v1/models                       the served model
 //   POST   /v1/contexts                     compress a context once -> {"id", "context_tokens", "kv_bytes", ...}
 //   POST   /v1/contexts/{id}/completions    answer a question (`prompt`) from that context

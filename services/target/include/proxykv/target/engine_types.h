@@ -16,6 +16,8 @@ struct CompressionRequest {
   std::string method = "full";  // "full", a local scorer (snapkv, kvzip, ...), or "proxykv" (remote mask)
   double keep_ratio = 1.0;      // in (0, 1]
   std::string level = "global";
+  // Per-head safeguard of the global and layer levels, in [0, 1]; 0: none (scoring::select_entries).
+  double head_floor = 0.0;
 };
 
 // What compress_context did, and what it cost.
@@ -34,6 +36,7 @@ struct CompressionStats {
   std::string method;            // what was actually used ("snapkv" when "proxykv" fell back)
   std::string fallback_reason;   // empty when the requested method was used; else e.g. "proxy_unavailable"
   std::string level = "global";
+  double head_floor = 0.0;
   // Seconds.
   double tokenize_s = 0;
   double prefill_s = 0;

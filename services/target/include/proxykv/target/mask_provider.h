@@ -35,6 +35,7 @@ struct MaskRequest {
   double keep_ratio = 1.0;
   scoring::SelectionLevel level = scoring::SelectionLevel::kGlobal;
   int64_t n_sink = 2;
+  double head_floor = 0.0;                         // scoring::select_entries' head floor (global and layer levels)
   std::chrono::steady_clock::time_point deadline;  // when the engine stops waiting
 };
 
