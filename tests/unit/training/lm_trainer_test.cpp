@@ -186,6 +186,77 @@ TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
   EXPECT_FALSE(none->defined());
 }
 
+// With `repeat`, a reconstruction row (`<repeat>` right after `</ctx>`) is picked as a task row is: its repeated
+// words see exactly what the scorer's selection on its own prompt keeps. Without it, such a row is never touched
+// (and draws nothing: the task row's drop is the same either way).
+TEST(ContextDrop, RepeatRowsSeeTheirEvictedContextWithTheOption) {
+  json model_json = tiny_config("unused", 1)["model"];
+  model_json["num_hidden_layers"] = 2;
+  model_json["num_attention_heads"] = 4;
+  model_json["num_key_value_heads"] = 2;
+  auto spec = ModelSpec::from_json(model_json, "tiny");
+  ASSERT_TRUE(spec.is_ok());
+  auto model = DecoderLM::random_init(*spec, 13, 0.5, {});
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  const std::string text = "the sky is blue . the magic number for k001 is 5 0 6 9 . the grass is green .";
+  std::vector<int32_t> rep{tasks::kBosId, tasks::kCtxId};
+  for (int32_t id : tasks::family_encode(text)) rep.push_back(id);
+  rep.push_back(tasks::kCtxEndId);
+  const int64_t n = static_cast<int64_t>(rep.size());  // the prompt, through `</ctx>`
+  rep.push_back(tasks::kRepeatId);
+  for (int32_t id : tasks::family_encode(text)) rep.push_back(id);
+  const int64_t T = static_cast<int64_t>(rep.size());
+
+  ContextDropOptions options;
+  options.share = 1.0;
+  options.min_rate = options.max_rate = 0.6;  // keep 0.4
+  options.scorer = "kvzip";
+  {
+    std::mt19937_64 rng(5);
+    auto none = scored_drop_mask(**model, {rep}, T, options, rng);
+    ASSERT_TRUE(none.is_ok());
+    EXPECT_FALSE(none->defined()) << "a reconstruction row is not a candidate without the option";
+  }
+  options.repeat = true;
+  std::mt19937_64 rng(5);
+  auto mask = scored_drop_mask(**model, {rep}, T, options, rng);
+  ASSERT_TRUE(mask.is_ok()) << mask.status().to_string();
+  ASSERT_TRUE(mask->defined());
+
+  scoring::ScorerOptions so;
+  so.n_sink = 2;
+  so.repeat_prompt_first = so.repeat_prompt_rest = {tasks::kRepeatId};
+  auto scorer = scoring::make_scorer("kvzip", so);
+  ASSERT_TRUE(scorer.is_ok());
+  const at::Tensor prompt = at::tensor(std::vector<int64_t>(rep.begin(), rep.begin() + n), at::dtype(at::kLong));
+  KvCache cache = (*model)->new_cache();
+  PrefillOptions popts;
+  popts.observer = (*scorer)->begin(**model, n);
+  (*model)->prefill(prompt, cache, popts);
+  auto scores = (*scorer)->finish(**model, cache, prompt);
+  ASSERT_TRUE(scores.is_ok());
+  auto keep = scoring::select_entries(*scores, 0.4, scoring::SelectionLevel::kToken, 2);
+  ASSERT_TRUE(keep.is_ok());
+  const at::Tensor kept = keep->mask(n);  // [L, H, n]
+  const at::Tensor m = mask->select(1, 0);  // [L, H, T, T]
+  EXPECT_FALSE(m.narrow(2, 0, n).any().item<bool>());  // the context's own rows see everything
+  for (int64_t i = n; i < T; ++i) {
+    EXPECT_TRUE(at::equal(m.select(2, i).narrow(2, 0, n), kept.logical_not())) << "row " << i;
+  }
+  EXPECT_TRUE(m.select(2, T - 1).narrow(2, 0, n).any().item<bool>());  // something is dropped at keep 0.4
+
+  // The random draws take the option too: the row's repeated words see filler dropped.
+  ContextDropOptions random_drop;
+  random_drop.share = 1.0;
+  random_drop.min_rate = random_drop.max_rate = 1.0;
+  random_drop.repeat = true;
+  std::mt19937_64 rng2(5);
+  at::Tensor r = context_drop_mask({rep}, T, 2, 2, random_drop, rng2);
+  ASSERT_TRUE(r.defined());
+  EXPECT_FALSE(r.select(1, 0).narrow(2, 0, n).any().item<bool>());
+  EXPECT_TRUE(r.select(1, 0).select(2, T - 1).narrow(2, 0, n).any().item<bool>());
+}
+
 TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
   using tasks::family_encode;
   auto row = [](const std::string& text) {
@@ -499,6 +570,16 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
   EXPECT_EQ(ok->phases[0].context_drop.scorer, "kvzip");
   EXPECT_EQ(ok->phases[0].context_drop.level, "token");
+  EXPECT_FALSE(ok->phases[0].context_drop.repeat);
+  auto with_repeat = scorer_phase({{"context_drop_repeat", true}});
+  ASSERT_TRUE(with_repeat.is_ok()) << with_repeat.status().to_string();
+  EXPECT_TRUE(with_repeat->phases[0].context_drop.repeat);
+  bad = tiny_config("/tmp/x", 10);
+  bad["phases"][0]["context_drop_repeat"] = true;  // no dropout in the phase: nothing to apply it to
+  c = TrainLmConfig::from_json(bad, "cfg.json");
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("_repeat need context_drop_share > 0"), std::string::npos)
+      << c.status().message();
   for (const auto& [extra, needle] : std::vector<std::pair<json, std::string>>{
            {{{"context_drop_scorer", "full"}}, "not a scorer that evicts"},
            {{{"context_drop_scorer", "kvzipp"}}, "kvzipp"},

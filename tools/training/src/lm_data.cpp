@@ -394,6 +394,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop.whole_tokens = j.value("context_drop_tokens", p.context_drop.whole_tokens);
     p.context_drop.scorer = j.value("context_drop_scorer", p.context_drop.scorer);
     p.context_drop.level = j.value("context_drop_level", p.context_drop.level);
+    p.context_drop.repeat = j.value("context_drop_repeat", p.context_drop.repeat);
     p.isolate_queries = j.value("isolate_queries", p.isolate_queries);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
@@ -433,9 +434,10 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   for (int64_t l : drop.layers) {
     if (l < 0) return invalid_argument(where + "context_drop_layers must be layer indices >= 0");
   }
-  if ((drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty()) && drop.share <= 0) {
+  if ((drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty() || drop.repeat) &&
+      drop.share <= 0) {
     return invalid_argument(where +
-                            "context_drop_facts, _structure, _tokens and _layers need context_drop_share > 0");
+                            "context_drop_facts, _structure, _tokens, _layers and _repeat need context_drop_share > 0");
   }
   if (!drop.scorer.empty()) {
     if (drop.share <= 0 || drop.max_rate >= 1) {

@@ -195,9 +195,10 @@ Status save_checkpoint(const TrainLmConfig& c, const Schedule& schedule, const D
   return Status::ok();
 }
 
-// A row whose queries see its context thinned: the index of its `</ctx>` and the drop rate drawn for it. Only a task
-// sequence (a `<q>` after its `</ctx>`) is a candidate; a candidate is picked with probability `share` (one draw)
-// and then draws its rate in [min_rate, max_rate] (a second draw). Not a candidate: no draw.
+// A row whose queries see its context thinned: the index of its `</ctx>` and the drop rate drawn for it. A task
+// sequence (a `<q>` after its `</ctx>`) is a candidate, and with `options.repeat` a reconstruction row (`<repeat>`
+// right after `</ctx>`); a candidate is picked with probability `share` (one draw) and then draws its rate in
+// [min_rate, max_rate] (a second draw). Not a candidate: no draw.
 struct PickedRow {
   int64_t ctx_end = 0;
   double rate = 0;
@@ -206,7 +207,10 @@ struct PickedRow {
 std::optional<PickedRow> pick_row(const std::vector<int32_t>& t, const ContextDropOptions& options,
                                   std::mt19937_64& rng) {
   const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
-  if (end == t.end() || std::find(end, t.end(), tasks::kQuestionId) == t.end()) return std::nullopt;
+  if (end == t.end()) return std::nullopt;
+  const bool task = std::find(end, t.end(), tasks::kQuestionId) != t.end();
+  const bool repeat = options.repeat && end + 1 != t.end() && *(end + 1) == tasks::kRepeatId;
+  if (!task && !repeat) return std::nullopt;
   if (uniform01(rng) >= options.share) return std::nullopt;
   const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
   return PickedRow{end - t.begin(), rate};

@@ -121,6 +121,12 @@ struct ContextDropOptions {
   // max_rate < 1 and none of facts, structure, whole_tokens, layers.
   std::string scorer;
   std::string level = "token";  // global, layer, head or token (scoring/selection.h)
+  // A reconstruction row (`<repeat>` right after `</ctx>`) is a candidate too, as a task row is: its repeated words
+  // see the thinned context. Why: KVzip scores a context by how the model reconstructs it, and this target's
+  // reconstruction reads the first two words of every filler sentence (~33% of a context), which at keep 0.3 crowd
+  // out the facts (bench/RESULTS.md, fourteenth session); reconstructing from its own evicted cache is pressure to
+  // carry a sentence on fewer entries. Config key "context_drop_repeat"; false by default (no draw for such rows).
+  bool repeat = false;
 };
 
 struct PhaseMix {
