@@ -1,11 +1,13 @@
 // proxykv-loadgen: a load-testing client for proxykv-target (DESIGN.md §10: served load from the load client).
 //
 //   proxykv-loadgen --url http://127.0.0.1:8000 --tasks tasks.jsonl --concurrency 4 --requests 64
-//                   --method proxykv --keep-ratio 0.25 --max-tokens 16 --out load.json
+//                   --method proxykv --keep-ratio 0.25 [--level token] [--head-floor F] --max-tokens 16
+//                   --out load.json
 //
 // Each request is a streamed OpenAI completion (`stream: true`, one SSE event per token): the prompt is a task
 // context followed by its question in the family's format (`<bos> <ctx> ... </ctx> <q> ... <a>`, TASKS.md), or
-// the context alone with `--raw-prompts`, compressed with `kv_compression {method, keep_ratio}`. `--concurrency`
+// the context alone with `--raw-prompts`, compressed with `kv_compression {method, keep_ratio, level?, head_floor?}`
+// (level and head_floor only when given: the target's defaults otherwise). `--concurrency`
 // clients send back to back (closed loop) until `--requests` have been sent. Measured per request, from the
 // client: time to first token (first SSE event with text), inter-token latency (gaps between token events), end
 // to end; the method the target really used (the final event's kv_compression) and its fallback reason; HTTP
@@ -47,6 +49,8 @@ struct Options {
   int max_tokens = 48;  // the evaluator's budget: a restated multiquery answer runs to ~27 tokens
   std::string method = "proxykv";
   double keep_ratio = 0.25;
+  std::string level;        // empty: the target's default (global)
+  double head_floor = 0.0;  // 0: not sent
   int timeout_s = 600;
   std::string out;
   std::string api_key;  // sent as Authorization: Bearer
@@ -58,7 +62,7 @@ struct Sample {
   double ttft_s = -1, e2e_s = 0;
   std::vector<double> itl_s;
   int tokens = 0;
-  std::string method, fallback_reason;
+  std::string method, fallback_reason, level;
   bool correct = false;
 };
 
@@ -120,7 +124,11 @@ Sample run_one(const std::string& host, int port, const Options& o, const std::s
                {"temperature", 0},
                {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
-  if (o.method != "none") body["kv_compression"] = {{"method", o.method}, {"keep_ratio", o.keep_ratio}};
+  if (o.method != "none") {
+    body["kv_compression"] = {{"method", o.method}, {"keep_ratio", o.keep_ratio}};
+    if (!o.level.empty()) body["kv_compression"]["level"] = o.level;
+    if (o.head_floor > 0) body["kv_compression"]["head_floor"] = o.head_floor;
+  }
   httplib::Client client(host, port);
   client.set_read_timeout(o.timeout_s, 0);
   client.set_connection_timeout(10, 0);
@@ -162,6 +170,7 @@ Sample run_one(const std::string& host, int port, const Options& o, const std::s
       }
       if (j.contains("kv_compression") && j["kv_compression"].is_object()) {
         s.method = j["kv_compression"].value("method", "");
+        s.level = j["kv_compression"].value("level", "");
         const json& fr = j["kv_compression"]["fallback_reason"];
         if (fr.is_string()) s.fallback_reason = fr.get<std::string>();
       }
@@ -212,7 +221,7 @@ std::string first_model(const std::string& host, int port, const std::string& ap
 
 json summarize(const Options& o, const std::string& model, const std::vector<Sample>& samples, double wall_s) {
   std::vector<double> ttft, itl, e2e;
-  std::map<std::string, int> by_status, methods, fallbacks;
+  std::map<std::string, int> by_status, methods, fallbacks, levels;
   int ok = 0, correct = 0;
   int64_t tokens = 0;
   for (const Sample& s : samples) {
@@ -226,6 +235,7 @@ json summarize(const Options& o, const std::string& model, const std::vector<Sam
     e2e.push_back(s.e2e_s);
     ++methods[!s.method.empty() ? s.method : o.method == "none" ? "full" : "?"];
     if (!s.fallback_reason.empty()) ++fallbacks[s.fallback_reason];
+    if (!s.level.empty()) ++levels[s.level];
   }
   auto dist = [](const std::vector<double>& v) {
     return json{{"p50", percentile(v, 50)}, {"p90", percentile(v, 90)}, {"p99", percentile(v, 99)},
@@ -239,6 +249,8 @@ json summarize(const Options& o, const std::string& model, const std::vector<Sam
               {"model", model},
               {"method", o.method},
               {"keep_ratio", o.keep_ratio},
+              {"level", o.level.empty() ? json(nullptr) : json(o.level)},
+              {"head_floor", o.head_floor},
               {"concurrency", o.concurrency},
               {"requests", samples.size()},
               {"ok", ok},
@@ -246,6 +258,7 @@ json summarize(const Options& o, const std::string& model, const std::vector<Sam
               {"http_status", by_status},
               {"methods_used", methods},
               {"fallback_reasons", fallbacks},
+              {"levels_used", levels},
               {"wall_s", wall_s},
               {"requests_per_s", wall_s > 0 ? ok / wall_s : 0.0},
               {"output_tokens_per_s", wall_s > 0 ? static_cast<double>(tokens) / wall_s : 0.0},
@@ -272,6 +285,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--method", o.method, "kv_compression method, or none")->capture_default_str();
   app.add_option("--keep-ratio", o.keep_ratio, "kv_compression keep_ratio")->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--level", o.level, "kv_compression level: global, layer, head or token (default: the target's)")
+      ->check(CLI::IsMember({"global", "layer", "head", "token"}));
+  app.add_option("--head-floor", o.head_floor, "kv_compression head_floor, global and layer levels (0: not sent)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--timeout-s", o.timeout_s, "read timeout per request")->check(CLI::Range(1, 86400))
       ->capture_default_str();
@@ -311,8 +329,9 @@ int main(int argc, char** argv) {
       std::printf("  %-6s p50 %.4f  p90 %.4f  p99 %.4f  (n=%zu)\n", k, d["p50"].get<double>(),
                   d["p90"].get<double>(), d["p99"].get<double>(), d["n"].get<size_t>());
     }
-    std::printf("  http status %s; methods used %s; fallbacks %s\n", summary["http_status"].dump().c_str(),
-                summary["methods_used"].dump().c_str(), summary["fallback_reasons"].dump().c_str());
+    std::printf("  http status %s; methods used %s; levels used %s; fallbacks %s\n",
+                summary["http_status"].dump().c_str(), summary["methods_used"].dump().c_str(),
+                summary["levels_used"].dump().c_str(), summary["fallback_reasons"].dump().c_str());
     for (const auto& e : summary["first_errors"]) std::printf("  error: %s\n", e.get<std::string>().c_str());
     if (!o.out.empty()) {
       std::ofstream(o.out) << summary.dump(2) << "\n";

@@ -673,8 +673,8 @@ TEST(Loadgen, ReportsLatenciesMethodsAndOverload) {
   };
   auto run_loadgen = [&](const std::string& url, const std::string& concurrency, const fs::path& out) {
     Process p({bin("proxykv-loadgen"), "--url", url, "--tasks", tasks_file.string(), "--concurrency", concurrency,
-               "--requests", "12", "--method", "snapkv", "--keep-ratio", "0.5", "--max-tokens", "4", "--out",
-               out.string()},
+               "--requests", "12", "--method", "snapkv", "--keep-ratio", "0.5", "--level", "layer", "--head-floor",
+               "0.5", "--max-tokens", "4", "--out", out.string()},
               logs / "loadgen.log");
     (void)p.first_line();
     const int status = p.wait();
@@ -689,6 +689,8 @@ TEST(Loadgen, ReportsLatenciesMethodsAndOverload) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << summary.dump();
     EXPECT_EQ(summary.value("ok", 0), 12) << summary.dump();
     EXPECT_EQ(summary["methods_used"].value("snapkv", 0), 12) << summary.dump();
+    EXPECT_EQ(summary["levels_used"].value("layer", 0), 12) << summary.dump();  // the target's own report
+    EXPECT_EQ(summary["head_floor"], 0.5);
     EXPECT_EQ(summary["ttft_s"].value("n", 0), 12);
     EXPECT_GT(summary["e2e_s"].value("p50", 0.0), 0.0);
   }
