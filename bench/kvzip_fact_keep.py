@@ -24,7 +24,7 @@ import json
 import math
 from collections import defaultdict
 
-from mapper_labels import read_dir
+from mapper_labels import read_aligned, token_top
 
 ROLES = ["the", "magic", "number", "for", "KEY", "is", "d1", "d2", "d3", "d4", "."]
 ROWS = ["the", "magic", "number", "for", "KEY", "is", "d", "d1", "d2", "d3", "d4", ".", "var", "LHS", "=", "RHS d",
@@ -62,18 +62,11 @@ def main():
                     help="normalise each row before the token-level max")
     a = ap.parse_args()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
-    manifest, samples = read_dir(a.data_dir, a.feature)
-    if len(samples) != len(ctxs):
-        raise SystemExit(f"{a.data_dir}: {len(samples)} contexts, {a.jsonl}: {len(ctxs)}")
+    manifest, samples = read_aligned(a.data_dir, a.jsonl, ctxs, a.feature)
     heads = manifest["proxy" if a.feature else "target"]["kv_heads"]
     keep = defaultdict(lambda: [0, 0])
-    for ctx, (sample, rows, T, x) in zip(ctxs, samples):
-        if sample["id"] != ctx["id"]:
-            raise SystemExit(f"{a.data_dir} holds {sample['id']} where {a.jsonl} has {ctx['id']}")
+    for ctx, words, rows, T, x in samples:
         layers = rows // heads
-        words = ["<bos>", "<ctx>"] + ctx["context"].split() + ["</ctx>"]
-        if len(words) != T:
-            raise SystemExit(f"{ctx['id']}: {len(words)} words, labels for {T}")
         role = ["other"] * T
         for p, w in enumerate(words):
             if w == "magic" and p >= 1:
@@ -90,8 +83,7 @@ def main():
         if a.level == "token":  # ties: the earlier token first, as select_entries
             if a.row_norm != "none":
                 x = normalise_rows(x, rows, T, a.row_norm)
-            best = [max(x[r * T + t] for r in range(rows)) for t in range(T)]
-            top = set(sorted(range(T), key=lambda t: (-best[t], t))[: round(a.rho * T)])
+            top = token_top(x, rows, T, a.rho)
         for l in range(layers):
             if a.level == "token":
                 kept = {(h, t) for h in range(heads) for t in top}

@@ -20,7 +20,7 @@ import sys
 from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mapper_labels import read_dir  # noqa: E402
+from mapper_labels import read_aligned, token_top  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREDICTABLE = ("number", "for", "is", "=")
@@ -54,11 +54,12 @@ def main():
     a = ap.parse_args()
     sents = sentences()
     ctxs = [json.loads(line) for line in open(a.jsonl)]
-    need, least = defaultdict(list), []
+    need, least, parsed = defaultdict(list), [], []
     for ctx in ctxs:
         w = ctx["context"].split()
         filler, first2 = [False] * len(w), [False] * len(w)
         sentences_here = parse(w, sents)
+        parsed.append(sentences_here)
         for p, m in sentences_here:
             for i in range(len(m)):
                 filler[p + i], first2[p + i] = True, i < 2
@@ -72,19 +73,11 @@ def main():
           f"with one entry per sentence {sum(least) / len(least):.3f}")
     if not a.labels:
         return
-    manifest, samples = read_dir(a.labels, None)
-    if len(samples) != len(ctxs):
-        raise SystemExit(f"{a.labels}: {len(samples)} contexts, {a.jsonl}: {len(ctxs)}")
+    _, samples = read_aligned(a.labels, a.jsonl, ctxs)
     kept, total = Counter(), Counter()
-    for ctx, (sample, rows, T, x) in zip(ctxs, samples):
-        if sample["id"] != ctx["id"]:
-            raise SystemExit(f"{a.labels} holds {sample['id']} where {a.jsonl} has {ctx['id']}")
-        w = ctx["context"].split()
-        if len(w) + 3 != T:
-            raise SystemExit(f"{ctx['id']}: {len(w)} words, labels for {T} tokens")
-        best = [max(x[r * T + t] for r in range(rows)) for t in range(T)]
-        top = set(sorted(range(T), key=lambda t: (-best[t], t))[: round(a.rho * T)])  # ties: earlier first
-        for p, m in parse(w, sents):
+    for (ctx, _, rows, T, x), sentences_here in zip(samples, parsed):
+        top = token_top(x, rows, T, a.rho)
+        for p, m in sentences_here:
             for i in range(len(m)):
                 kept[i] += (p + 2 + i) in top
                 total[i] += 1

@@ -49,3 +49,27 @@ def read_dir(data_dir, channel=None):
     for shard in manifest["shards"]:
         samples += read_shard(os.path.join(data_dir, shard["file"]), index)
     return manifest, samples
+
+
+def read_aligned(data_dir, jsonl, ctxs, channel=None):
+    """read_dir, checked against the task file's contexts `ctxs` (parsed from `jsonl`): the same count and ids in
+    the same order, and T = <bos> <ctx> words </ctx>. Returns (manifest, [(ctx, words, rows, T, values)])."""
+    manifest, samples = read_dir(data_dir, channel)
+    if len(samples) != len(ctxs):
+        raise SystemExit(f"{data_dir}: {len(samples)} contexts, {jsonl}: {len(ctxs)}")
+    out = []
+    for ctx, (sample, rows, T, x) in zip(ctxs, samples):
+        if sample["id"] != ctx["id"]:
+            raise SystemExit(f"{data_dir} holds {sample['id']} where {jsonl} has {ctx['id']}")
+        words = ["<bos>", "<ctx>"] + ctx["context"].split() + ["</ctx>"]
+        if len(words) != T:
+            raise SystemExit(f"{ctx['id']}: {len(words)} words, labels for {T}")
+        out.append((ctx, words, rows, T, x))
+    return manifest, out
+
+
+def token_top(x, rows, T, rho):
+    """The token-level selection (selection level `token`): the top round(rho * T) tokens by their best score over
+    the rows; ties go to the earlier token, as select_entries breaks them."""
+    best = [max(x[r * T + t] for r in range(rows)) for t in range(T)]
+    return set(sorted(range(T), key=lambda t: (-best[t], t))[: round(rho * T)])

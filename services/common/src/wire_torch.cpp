@@ -32,4 +32,25 @@ Result<at::Tensor> from_wire(const transport::WireTensor& wire) {
   return t;
 }
 
+v1::SelectionLevel to_wire(scoring::SelectionLevel level) {
+  switch (level) {
+    case scoring::SelectionLevel::kGlobal: return v1::SELECTION_LEVEL_GLOBAL;
+    case scoring::SelectionLevel::kLayer: return v1::SELECTION_LEVEL_LAYER;
+    case scoring::SelectionLevel::kHead: return v1::SELECTION_LEVEL_HEAD;
+    case scoring::SelectionLevel::kToken: return v1::SELECTION_LEVEL_TOKEN;
+  }
+  return v1::SELECTION_LEVEL_GLOBAL;
+}
+
+Result<scoring::SelectionLevel> from_wire(v1::SelectionLevel level) {
+  switch (level) {
+    case v1::SELECTION_LEVEL_UNSPECIFIED:
+    case v1::SELECTION_LEVEL_GLOBAL: return scoring::SelectionLevel::kGlobal;
+    case v1::SELECTION_LEVEL_LAYER: return scoring::SelectionLevel::kLayer;
+    case v1::SELECTION_LEVEL_HEAD: return scoring::SelectionLevel::kHead;
+    case v1::SELECTION_LEVEL_TOKEN: return scoring::SelectionLevel::kToken;
+    default: return invalid_argument("unknown selection level " + std::to_string(static_cast<int>(level)));
+  }
+}
+
 }  // namespace proxykv::service

@@ -15,6 +15,7 @@
 #include "proxykv/service/deadline.h"
 #include "proxykv/service/replies.h"
 #include "proxykv/service/version.h"
+#include "proxykv/service/wire_torch.h"
 #include "proxykv/transport/control_client.h"
 #include "proxykv/transport/control_server.h"
 #include "proxykv/transport/endpoint_resolver.h"
@@ -28,16 +29,6 @@ using transport::Message;
 
 std::shared_ptr<spdlog::logger> logger() {
   return get_logger("target.mask");
-}
-
-v1::SelectionLevel wire_level(scoring::SelectionLevel level) {
-  switch (level) {
-    case scoring::SelectionLevel::kGlobal: return v1::SELECTION_LEVEL_GLOBAL;
-    case scoring::SelectionLevel::kLayer: return v1::SELECTION_LEVEL_LAYER;
-    case scoring::SelectionLevel::kHead: return v1::SELECTION_LEVEL_HEAD;
-    case scoring::SelectionLevel::kToken: return v1::SELECTION_LEVEL_TOKEN;
-  }
-  return v1::SELECTION_LEVEL_GLOBAL;
 }
 
 // Why a ScoreRequest the proxy did not accept falls back: it could not be reached or had no room, or it refused.
@@ -393,7 +384,7 @@ std::unique_ptr<PendingMask> RemoteMaskProvider::request(const MaskRequest& r) {
   s->set_target_model_id(r.model_name);
   s->set_proxy_model_id(impl_->options.proxy_model_id);
   s->set_keep_ratio(static_cast<float>(r.keep_ratio));
-  s->set_selection_level(wire_level(r.level));
+  s->set_selection_level(service::to_wire(r.level));
   s->set_head_floor(static_cast<float>(r.head_floor));
   s->set_num_sink_tokens(static_cast<uint32_t>(r.n_sink));
   s->set_reply_to(impl_->reply_to);

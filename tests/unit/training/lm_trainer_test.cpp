@@ -109,18 +109,48 @@ TEST(TrainLm, InitFromStartsFromTheGivenWeights) {
   fs::remove_all(next);
 }
 
-// With a scorer, a picked row's queries after `</ctx>` see exactly the cache that scorer's own selection on the model
-// leaves (the same prefill and scores as the evaluator's, keep ratio 1 - rate), in every layer and head at its own
-// place in the [L, B, H, T, T] mask; the context's own rows and a row without a question see everything.
-TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
+// A random 2-layer model with 4 query / 2 KV heads over the family's vocabulary.
+std::unique_ptr<DecoderLM> gqa_model(uint64_t seed) {
   json model_json = tiny_config("unused", 1)["model"];
   model_json["num_hidden_layers"] = 2;
   model_json["num_attention_heads"] = 4;
   model_json["num_key_value_heads"] = 2;
   auto spec = ModelSpec::from_json(model_json, "tiny");
-  ASSERT_TRUE(spec.is_ok());
-  auto model = DecoderLM::random_init(*spec, 11, 0.5, {});
-  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  throw_if_error(spec.status());
+  auto model = DecoderLM::random_init(*spec, seed, 0.5, {});
+  throw_if_error(model.status());
+  return std::move(model).value();
+}
+
+// The evaluator's way to a KVzip selection of `prompt` (through `</ctx>`): prefill, score (sinks <bos> <ctx>, the
+// <repeat> prompt), select at keep `rho`. Returns the kept mask [L, H, n].
+at::Tensor kvzip_kept(const DecoderLM& model, const std::vector<int32_t>& prompt_ids, double rho,
+                      scoring::SelectionLevel level) {
+  scoring::ScorerOptions so;
+  so.n_sink = 2;
+  so.repeat_prompt_first = so.repeat_prompt_rest = {tasks::kRepeatId};
+  auto scorer = scoring::make_scorer("kvzip", so);
+  throw_if_error(scorer.status());
+  const int64_t n = static_cast<int64_t>(prompt_ids.size());
+  const at::Tensor prompt =
+      at::tensor(std::vector<int64_t>(prompt_ids.begin(), prompt_ids.end()), at::dtype(at::kLong));
+  KvCache cache = model.new_cache();
+  PrefillOptions popts;
+  popts.observer = (*scorer)->begin(model, n);
+  model.prefill(prompt, cache, popts);
+  auto scores = (*scorer)->finish(model, cache, prompt);
+  throw_if_error(scores.status());
+  auto keep = scoring::select_entries(*scores, rho, level, 2);
+  throw_if_error(keep.status());
+  EXPECT_NEAR(keep->ratio(), rho, 1.0 / static_cast<double>(n));
+  return keep->mask(n);
+}
+
+// With a scorer, a picked row's queries after `</ctx>` see exactly the cache that scorer's own selection on the model
+// leaves (the same prefill and scores as the evaluator's, keep ratio 1 - rate), in every layer and head at its own
+// place in the [L, B, H, T, T] mask; the context's own rows and a row without a question see everything.
+TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
+  const std::unique_ptr<DecoderLM> model = gqa_model(11);
   auto row = [](const std::string& text) {
     std::vector<int32_t> t{tasks::kBosId, tasks::kCtxId};
     for (int32_t id : tasks::family_encode(text)) t.push_back(id);
@@ -144,28 +174,13 @@ TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
     options.scorer = "kvzip";
     options.level = level;
     std::mt19937_64 rng(3);
-    auto mask = scored_drop_mask(**model, {other, task}, T, options, rng);
+    auto mask = scored_drop_mask(*model, {other, task}, T, options, rng);
     ASSERT_TRUE(mask.is_ok()) << mask.status().to_string();
     ASSERT_TRUE(mask->defined());
     ASSERT_EQ(mask->sizes(), (at::IntArrayRef{2, 2, 2, T, T}));
 
-    // The evaluator's way: prefill the prompt, score with KVzip (sinks <bos> <ctx>, <repeat> prompt), select.
-    scoring::ScorerOptions so;
-    so.n_sink = 2;
-    so.repeat_prompt_first = so.repeat_prompt_rest = {tasks::kRepeatId};
-    auto scorer = scoring::make_scorer("kvzip", so);
-    ASSERT_TRUE(scorer.is_ok());
-    const at::Tensor prompt = at::tensor(std::vector<int64_t>(task.begin(), task.begin() + n), at::dtype(at::kLong));
-    KvCache cache = (*model)->new_cache();
-    PrefillOptions popts;
-    popts.observer = (*scorer)->begin(**model, n);
-    (*model)->prefill(prompt, cache, popts);
-    auto scores = (*scorer)->finish(**model, cache, prompt);
-    ASSERT_TRUE(scores.is_ok());
-    auto keep = scoring::select_entries(*scores, 0.3, *scoring::parse_selection_level(level), 2);
-    ASSERT_TRUE(keep.is_ok());
-    const at::Tensor kept = keep->mask(n);  // [L, H, n]
-    EXPECT_NEAR(keep->ratio(), 0.3, 1.0 / static_cast<double>(n));
+    const at::Tensor kept = kvzip_kept(*model, std::vector<int32_t>(task.begin(), task.begin() + n), 0.3,
+                                       *scoring::parse_selection_level(level));  // [L, H, n]
 
     const at::Tensor m = mask->select(1, 1);                          // [L, H, T, T]
     EXPECT_FALSE(mask->select(1, 0).any().item<bool>()) << level;     // no question after the context: untouched
@@ -181,7 +196,7 @@ TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
   off.scorer = "kvzip";
   off.max_rate = 0.5;
   std::mt19937_64 rng(3);
-  auto none = scored_drop_mask(**model, {task}, T, off, rng);
+  auto none = scored_drop_mask(*model, {task}, T, off, rng);
   ASSERT_TRUE(none.is_ok());
   EXPECT_FALSE(none->defined());
 }
@@ -190,14 +205,7 @@ TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
 // words see exactly what the scorer's selection on its own prompt keeps. Without it, such a row is never touched
 // (and draws nothing: the task row's drop is the same either way).
 TEST(ContextDrop, RepeatRowsSeeTheirEvictedContextWithTheOption) {
-  json model_json = tiny_config("unused", 1)["model"];
-  model_json["num_hidden_layers"] = 2;
-  model_json["num_attention_heads"] = 4;
-  model_json["num_key_value_heads"] = 2;
-  auto spec = ModelSpec::from_json(model_json, "tiny");
-  ASSERT_TRUE(spec.is_ok());
-  auto model = DecoderLM::random_init(*spec, 13, 0.5, {});
-  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  const std::unique_ptr<DecoderLM> model = gqa_model(13);
   const std::string text = "the sky is blue . the magic number for k001 is 5 0 6 9 . the grass is green .";
   std::vector<int32_t> rep{tasks::kBosId, tasks::kCtxId};
   for (int32_t id : tasks::family_encode(text)) rep.push_back(id);
@@ -213,31 +221,18 @@ TEST(ContextDrop, RepeatRowsSeeTheirEvictedContextWithTheOption) {
   options.scorer = "kvzip";
   {
     std::mt19937_64 rng(5);
-    auto none = scored_drop_mask(**model, {rep}, T, options, rng);
+    auto none = scored_drop_mask(*model, {rep}, T, options, rng);
     ASSERT_TRUE(none.is_ok());
     EXPECT_FALSE(none->defined()) << "a reconstruction row is not a candidate without the option";
   }
   options.repeat = true;
   std::mt19937_64 rng(5);
-  auto mask = scored_drop_mask(**model, {rep}, T, options, rng);
+  auto mask = scored_drop_mask(*model, {rep}, T, options, rng);
   ASSERT_TRUE(mask.is_ok()) << mask.status().to_string();
   ASSERT_TRUE(mask->defined());
 
-  scoring::ScorerOptions so;
-  so.n_sink = 2;
-  so.repeat_prompt_first = so.repeat_prompt_rest = {tasks::kRepeatId};
-  auto scorer = scoring::make_scorer("kvzip", so);
-  ASSERT_TRUE(scorer.is_ok());
-  const at::Tensor prompt = at::tensor(std::vector<int64_t>(rep.begin(), rep.begin() + n), at::dtype(at::kLong));
-  KvCache cache = (*model)->new_cache();
-  PrefillOptions popts;
-  popts.observer = (*scorer)->begin(**model, n);
-  (*model)->prefill(prompt, cache, popts);
-  auto scores = (*scorer)->finish(**model, cache, prompt);
-  ASSERT_TRUE(scores.is_ok());
-  auto keep = scoring::select_entries(*scores, 0.4, scoring::SelectionLevel::kToken, 2);
-  ASSERT_TRUE(keep.is_ok());
-  const at::Tensor kept = keep->mask(n);  // [L, H, n]
+  const at::Tensor kept = kvzip_kept(*model, std::vector<int32_t>(rep.begin(), rep.begin() + n), 0.4,
+                                     scoring::SelectionLevel::kToken);  // [L, H, n]
   const at::Tensor m = mask->select(1, 0);  // [L, H, T, T]
   EXPECT_FALSE(m.narrow(2, 0, n).any().item<bool>());  // the context's own rows see everything
   for (int64_t i = n; i < T; ++i) {

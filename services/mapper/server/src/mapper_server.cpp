@@ -31,22 +31,6 @@ struct Job {
   const MapperPair* pair = nullptr;
 };
 
-Result<scoring::SelectionLevel> level_of(v1::SelectionLevel level) {
-  switch (level) {
-    case v1::SELECTION_LEVEL_UNSPECIFIED:
-    case v1::SELECTION_LEVEL_GLOBAL:
-      return scoring::SelectionLevel::kGlobal;
-    case v1::SELECTION_LEVEL_LAYER:
-      return scoring::SelectionLevel::kLayer;
-    case v1::SELECTION_LEVEL_HEAD:
-      return scoring::SelectionLevel::kHead;
-    case v1::SELECTION_LEVEL_TOKEN:
-      return scoring::SelectionLevel::kToken;
-    default:
-      return invalid_argument("unknown selection level " + std::to_string(static_cast<int>(level)));
-  }
-}
-
 }  // namespace
 
 struct MapperServer::Impl {
@@ -122,7 +106,7 @@ struct MapperServer::Impl {
       return refuse(invalid_argument("keep_ratio must be in (0, 1], got " + std::to_string(f.keep_ratio())));
     }
     {
-      auto level = level_of(f.selection_level());
+      auto level = service::from_wire(f.selection_level());
       if (!level.is_ok()) return refuse(level.status());
       if (Status s = scoring::check_head_floor(f.head_floor(), *level); !s.is_ok()) return refuse(s);
     }
@@ -164,7 +148,7 @@ struct MapperServer::Impl {
     }
     const auto t0 = std::chrono::steady_clock::now();
     PROXYKV_ASSIGN_OR_RETURN(at::Tensor scores, map_features(*pair, features));
-    PROXYKV_ASSIGN_OR_RETURN(scoring::SelectionLevel level, level_of(f.selection_level()));
+    PROXYKV_ASSIGN_OR_RETURN(scoring::SelectionLevel level, service::from_wire(f.selection_level()));
     PROXYKV_ASSIGN_OR_RETURN(scoring::KeepSet keep, scoring::select_entries(scores, f.keep_ratio(), level,
                                                                             f.num_sink_tokens(), f.head_floor()));
     metrics.mapper_inference_seconds().Observe(

@@ -104,12 +104,11 @@ struct ProxyServer::Impl {
     if (!(r.keep_ratio() > 0.f && r.keep_ratio() <= 1.f)) {
       return refuse(invalid_argument("keep_ratio must be in (0, 1], got " + std::to_string(r.keep_ratio())));
     }
-    if (!(r.head_floor() >= 0.f && r.head_floor() <= 1.f)) {
+    // The mapper's own check, early (an unknown level is the mapper's to refuse, as before the head floor).
+    if (auto level = service::from_wire(r.selection_level()); level.is_ok()) {
+      if (Status s = scoring::check_head_floor(r.head_floor(), *level); !s.is_ok()) return refuse(s);
+    } else if (!(r.head_floor() >= 0.f && r.head_floor() <= 1.f)) {
       return refuse(invalid_argument("head_floor must be in [0, 1], got " + std::to_string(r.head_floor())));
-    }
-    if (r.head_floor() > 0.f && r.selection_level() != v1::SELECTION_LEVEL_GLOBAL &&
-        r.selection_level() != v1::SELECTION_LEVEL_LAYER && r.selection_level() != v1::SELECTION_LEVEL_UNSPECIFIED) {
-      return refuse(invalid_argument("a head floor applies to the global and layer levels only"));
     }
     if (r.num_sink_tokens() > static_cast<uint32_t>(T)) return refuse(invalid_argument("num_sink_tokens > tokens"));
     if (r.reply_to().rfind("tcp://", 0) != 0) return refuse(invalid_argument("reply_to must be a tcp:// endpoint"));
