@@ -30,7 +30,10 @@ def sentences():
     src = open(os.path.join(ROOT, "common/src/tasks/vocabulary.cpp")).read()
     body = src[src.index("kSentences[]"):]
     body = body[:body.index("};")]
-    return [s.split() for s in re.findall(r'"([a-z ]+ \.)"', body)]
+    sents = [s.split() for s in re.findall(r'"([a-z ]+ \.)"', body)]
+    if len(sents) < 2:
+        raise SystemExit("common/src/tasks/vocabulary.cpp: could not read kSentences")
+    return sents
 
 
 def parse(words, sents):
