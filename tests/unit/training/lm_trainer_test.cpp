@@ -252,6 +252,65 @@ TEST(ContextDrop, RepeatRowsSeeTheirEvictedContextWithTheOption) {
   EXPECT_TRUE(r.select(1, 0).select(2, T - 1).narrow(2, 0, n).any().item<bool>());
 }
 
+// repeat_drop_openers: a picked reconstruction row's repeated words see every context position but the sentence
+// openers (the word after `<ctx>` and after each `.`); the context itself, a task row and an unpicked row see all.
+TEST(OpenerDrop, RepeatedWordsLoseExactlyTheSentenceOpeners) {
+  const std::string text = "the sky is blue . the magic number for k001 is 5 0 6 9 . birds sing in the morning .";
+  std::vector<int32_t> rep{tasks::kBosId, tasks::kCtxId};
+  for (int32_t id : tasks::family_encode(text)) rep.push_back(id);
+  const int64_t e = static_cast<int64_t>(rep.size());  // the index of `</ctx>`
+  rep.push_back(tasks::kCtxEndId);
+  rep.push_back(tasks::kRepeatId);
+  for (int32_t id : tasks::family_encode(text)) rep.push_back(id);
+  std::vector<int32_t> task(rep.begin(), rep.begin() + e + 1);
+  task.push_back(tasks::kQuestionId);
+  for (int32_t id : tasks::family_encode("what is the magic number for k001 ?")) task.push_back(id);
+  const int64_t T = static_cast<int64_t>(rep.size());
+
+  // The openers by hand: `the` at 2, `the` after the first `.`, `birds` after the second.
+  const std::vector<std::string> words = [&] {
+    std::vector<std::string> w;
+    std::string cur;
+    for (char ch : text + " ") {
+      if (ch == ' ') {
+        if (!cur.empty()) w.push_back(cur);
+        cur.clear();
+      } else {
+        cur += ch;
+      }
+    }
+    return w;
+  }();
+  std::set<int64_t> openers{2};
+  for (size_t k = 0; k + 1 < words.size(); ++k) {
+    if (words[k] == ".") openers.insert(static_cast<int64_t>(k) + 3);
+  }
+  ASSERT_EQ(openers.size(), 3u);
+
+  std::mt19937_64 rng(3);
+  const at::Tensor m = opener_drop_mask({task, rep}, T, 1.0, rng);
+  ASSERT_TRUE(m.defined());
+  ASSERT_EQ(m.sizes(), (std::vector<int64_t>{1, 2, 1, T, T}));
+  EXPECT_FALSE(m.select(1, 0).any().item<bool>()) << "a task row is not a reconstruction row";
+  const at::Tensor r = m.select(1, 1).select(0, 0).select(0, 0);  // [T, T]
+  for (int64_t i = 0; i < T; ++i) {
+    for (int64_t j = 0; j < T; ++j) {
+      const bool want = i > e && openers.count(j) > 0;
+      EXPECT_EQ(r[i][j].item<bool>(), want) << "query " << i << " key " << j;
+    }
+  }
+
+  // share 0: nothing dropped; a share between draws per row, so some of many rows are picked and some are not.
+  std::mt19937_64 rng0(3);
+  EXPECT_FALSE(opener_drop_mask({rep}, T, 0.0, rng0).defined());
+  std::mt19937_64 rng_half(3);
+  const at::Tensor half = opener_drop_mask(std::vector<std::vector<int32_t>>(64, rep), T, 0.5, rng_half);
+  ASSERT_TRUE(half.defined());
+  const int64_t picked = half.flatten(2).any(2).sum().item<int64_t>();
+  EXPECT_GT(picked, 16);
+  EXPECT_LT(picked, 48);
+}
+
 TEST(ContextDrop, ThinsOnlyFillerForTheQueriesAfterTheContext) {
   using tasks::family_encode;
   auto row = [](const std::string& text) {
@@ -585,6 +644,23 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
     ASSERT_FALSE(c.is_ok()) << extra.dump();
     EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
   }
+
+  // repeat_drop_openers: a share in [0, 1] of reconstruction rows, which the phase must have.
+  json openers = tiny_config("/tmp/x", 10);
+  openers["phases"][0]["mix"] = {{"recall", 0.5}, {"repeat", 0.5}};
+  openers["phases"][0]["repeat_drop_openers"] = 0.7;
+  auto with_openers = TrainLmConfig::from_json(openers, "cfg.json");
+  ASSERT_TRUE(with_openers.is_ok()) << with_openers.status().to_string();
+  EXPECT_DOUBLE_EQ(with_openers->phases[0].repeat_drop_openers, 0.7);
+  openers["phases"][0]["repeat_drop_openers"] = 1.5;
+  c = TrainLmConfig::from_json(openers, "cfg.json");
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("repeat_drop_openers must lie in [0, 1]"), std::string::npos);
+  openers["phases"][0]["repeat_drop_openers"] = 0.7;
+  openers["phases"][0]["mix"] = {{"recall", 1.0}};
+  c = TrainLmConfig::from_json(openers, "cfg.json");
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_NE(c.status().message().find("needs reconstruction rows"), std::string::npos) << c.status().message();
 
   EXPECT_EQ(TrainLmConfig::from_file("/nonexistent.json").status().code(), StatusCode::kNotFound);
 }

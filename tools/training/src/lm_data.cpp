@@ -396,6 +396,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop.level = j.value("context_drop_level", p.context_drop.level);
     p.context_drop.repeat = j.value("context_drop_repeat", p.context_drop.repeat);
     p.isolate_queries = j.value("isolate_queries", p.isolate_queries);
+    p.repeat_drop_openers = j.value("repeat_drop_openers", p.repeat_drop_openers);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -424,6 +425,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     return invalid_argument(where + "recall_var_chains must lie in [0, 1]");
   }
   if (p.lr < 0) return invalid_argument(where + "lr must be >= 0 (0: the run's cosine schedule)");
+  if (!(p.repeat_drop_openers >= 0 && p.repeat_drop_openers <= 1)) {
+    return invalid_argument(where + "repeat_drop_openers must lie in [0, 1] (a share of the reconstruction rows)");
+  }
+  if (p.repeat_drop_openers > 0 && p.w_repeat <= 0) {
+    return invalid_argument(where + "repeat_drop_openers needs reconstruction rows in the mix (repeat > 0)");
+  }
   const ContextDropOptions& drop = p.context_drop;
   if (drop.share < 0 || drop.share > 1 || drop.max_rate < 0 || drop.max_rate > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");

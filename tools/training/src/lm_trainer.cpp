@@ -125,7 +125,7 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
   std::vector<std::vector<int32_t>> rows;  // the masks below read the rows' tokens
-  if (phase.context_drop.share > 0 || phase.isolate_queries) {
+  if (phase.context_drop.share > 0 || phase.isolate_queries || phase.repeat_drop_openers > 0) {
     for (const auto& s : seqs) rows.push_back(s.tokens);
   }
   if (phase.context_drop.share > 0) {
@@ -137,6 +137,13 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
     } else {
       PROXYKV_ASSIGN_OR_RETURN(batch.key_drop, scored_drop_mask(model, rows, T - 1, phase.context_drop, drop_rng));
     }
+  }
+  if (phase.repeat_drop_openers > 0) {
+    // Its own stream again: turning it on changes neither the sampled data nor the context dropout of a step.
+    std::mt19937_64 opener_rng(c.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull +
+                               11);
+    const at::Tensor openers = opener_drop_mask(rows, T - 1, phase.repeat_drop_openers, opener_rng);
+    if (openers.defined()) batch.key_drop = batch.key_drop.defined() ? batch.key_drop.logical_or(openers) : openers;
   }
   if (phase.isolate_queries) {
     const at::Tensor isolation = query_isolation_mask(rows, T - 1);
@@ -270,6 +277,37 @@ at::Tensor query_isolation_mask(const std::vector<std::vector<int32_t>>& rows, i
   const at::Tensor drop = seg_j.gt(0).logical_and(seg_j.lt(seg_i));  // [B, T, T]
   if (!drop.any().item<bool>()) return at::Tensor();
   return drop.view({1, B, 1, T, T});
+}
+
+at::Tensor opener_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, double share,
+                            std::mt19937_64& rng) {
+  const int32_t period = tasks::family_token_id(".");
+  const int64_t B = static_cast<int64_t>(rows.size());
+  at::Tensor cols = at::zeros({1, B, 1, 1, T}, at::kBool);   // the openers
+  at::Tensor after = at::zeros({1, B, 1, T, 1}, at::kBool);  // the repeated words that do not see them
+  auto col = cols.accessor<bool, 5>();
+  auto row = after.accessor<bool, 5>();
+  bool any = false;
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
+    const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
+    if (end == t.end() || end + 1 == t.end() || *(end + 1) != tasks::kRepeatId) continue;
+    if (uniform01(rng) >= share) continue;
+    const auto start = std::find(t.begin(), end, tasks::kCtxId);
+    if (start == end) continue;
+    const int64_t s = start - t.begin(), e = end - t.begin();
+    bool dropped = false;
+    for (int64_t j = s + 1; j < std::min(e, T); ++j) {
+      if (t[static_cast<size_t>(j - 1)] == tasks::kCtxId || t[static_cast<size_t>(j - 1)] == period) {
+        col[0][b][0][0][j] = dropped = true;
+      }
+    }
+    if (!dropped) continue;
+    for (int64_t i = e + 1; i < std::min<int64_t>(T, static_cast<int64_t>(t.size())); ++i) row[0][b][0][i][0] = true;
+    any = true;
+  }
+  if (!any) return {};
+  return cols & after;  // [1, B, 1, T, T]
 }
 
 Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<std::vector<int32_t>>& rows, int64_t T,

@@ -172,6 +172,13 @@ struct PhaseMix {
   // Each question and answer sees the context but not the earlier questions and answers of its row
   // (lm_trainer.h: query_isolation_mask), as at evaluation. Config key "isolate_queries"; false by default.
   bool isolate_queries = false;
+  // The share of reconstruction rows (`<repeat>` right after `</ctx>`) whose repeated words see none of the
+  // context's sentence openers (lm_trainer.h: opener_drop_mask): the word after each `.` and after `<ctx>`, in every
+  // layer and head. Why: KVzip keeps what the reconstruction reads, and this target reads each filler sentence from
+  // its first two words (bench/RESULTS.md, fourteenth session), 0.35 of a context against a budget of 0.3; a
+  // reconstruction that names a sentence from its second word alone would need one entry per sentence. Config key
+  // "repeat_drop_openers"; 0 by default (no draw). Independent of context_drop, with its own random stream.
+  double repeat_drop_openers = 0;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.

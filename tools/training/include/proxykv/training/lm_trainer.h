@@ -92,6 +92,14 @@ Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<st
 // context than at evaluation. Shape [1, B, 1, T, T]; undefined when no row has two `<q>`.
 at::Tensor query_isolation_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T);
 
+// forward_batch's key_drop for PhaseMix::repeat_drop_openers: each reconstruction row (`<repeat>` right after
+// `</ctx>`) is picked with probability `share` (one draw per such row; no draw for other rows); the repeated words
+// of a picked row (every position after `</ctx>`) do not see the context's sentence openers, the positions j in
+// (`<ctx>`, `</ctx>`) whose previous token is `.` or `<ctx>`. Shape [1, B, 1, T, T] (every layer and KV head);
+// undefined when nothing is dropped. Randomness from `rng` only.
+at::Tensor opener_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64_t T, double share,
+                            std::mt19937_64& rng);
+
 struct RetrievalScore {
   std::map<std::string, double> accuracy;  // per task
   double mean = 0;
