@@ -499,8 +499,8 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
   };
   for (uint64_t seed : {31u, 32u, 33u}) {
     std::mt19937_64 fwd_rng(seed), rev_rng(seed);
-    auto fwd = sample_task(fwd_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, false);
-    auto rev = sample_task(rev_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, true);
+    auto fwd = sample_task(fwd_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kContext);
+    auto rev = sample_task(rev_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kReverse);
     ASSERT_TRUE(fwd.is_ok() && rev.is_ok());
     ASSERT_EQ(fwd->tokens.size(), rev->tokens.size());
     const auto a = std::find(fwd->tokens.begin(), fwd->tokens.end(), tasks::kAnswerId) - fwd->tokens.begin();
@@ -520,14 +520,14 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
     EXPECT_EQ(last_answer(*rev).substr(0, 8), last_answer(*fwd).substr(0, 8));  // "kA is" restated first either way
 
     std::mt19937_64 mq_fwd(seed), mq_rev(seed);
-    auto q_fwd = sample_task(mq_fwd, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, false);
-    auto q_rev = sample_task(mq_rev, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, true);
+    auto q_fwd = sample_task(mq_fwd, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, MultivalueOrder::kContext);
+    auto q_rev = sample_task(mq_rev, "niah_multiquery", 300, 4, 2, 0.1f, "and", true, MultivalueOrder::kReverse);
     ASSERT_TRUE(q_fwd.is_ok() && q_rev.is_ok());
     EXPECT_EQ(q_fwd->tokens, q_rev->tokens);
 
     std::mt19937_64 drill_fwd(seed), drill_rev(seed);
-    const TrainingSequence d_fwd = sample_multi_recall(drill_fwd, 12, 6, 0.1f, 4, false);
-    const TrainingSequence d_rev = sample_multi_recall(drill_rev, 12, 6, 0.1f, 4, true);
+    const TrainingSequence d_fwd = sample_multi_recall(drill_fwd, 12, 6, 0.1f, 4, MultivalueOrder::kContext);
+    const TrainingSequence d_rev = sample_multi_recall(drill_rev, 12, 6, 0.1f, 4, MultivalueOrder::kReverse);
     ASSERT_EQ(d_fwd.tokens.size(), d_rev.tokens.size());
     size_t i = std::find(d_fwd.tokens.begin(), d_fwd.tokens.end(), tasks::kSepId) - d_fwd.tokens.begin();
     EXPECT_TRUE(std::equal(d_fwd.tokens.begin(), d_fwd.tokens.begin() + i, d_rev.tokens.begin()));
@@ -548,12 +548,71 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
                                "cfg");
   };
   ASSERT_TRUE(phase("reverse").is_ok());
-  EXPECT_TRUE(phase("reverse")->multivalue_reverse);
-  EXPECT_FALSE(phase("context")->multivalue_reverse);
+  EXPECT_EQ(phase("reverse")->multivalue_order, MultivalueOrder::kReverse);
+  EXPECT_EQ(phase("context")->multivalue_order, MultivalueOrder::kContext);
+  EXPECT_EQ(phase("shuffled")->multivalue_order, MultivalueOrder::kShuffled);
   auto bad = phase("sideways");
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("multivalue_order"), std::string::npos) << bad.status().message();
-  EXPECT_FALSE(PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}}, "cfg")->multivalue_reverse);
+  EXPECT_EQ(PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}}, "cfg")->multivalue_order,
+            MultivalueOrder::kContext);
+}
+
+// multivalue_order "shuffled": the same context as in context order, and an answer that holds exactly the key's
+// numbers in an order drawn per answer (over seeds, orders other than the context's and the reverse occur); the drill
+// too: each answer is a permutation of its key's numbers.
+TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
+  auto numbers_of = [](const std::string& answer) {  // "kA is N1 and N2 ..." -> {"N1", "N2", ...}
+    std::vector<std::string> out;
+    std::string rest = answer.substr(answer.find(" is ") + 4);
+    for (size_t at; (at = rest.find(" and ")) != std::string::npos; rest = rest.substr(at + 5)) {
+      out.push_back(rest.substr(0, at));
+    }
+    out.push_back(rest);
+    return out;
+  };
+  int other_orders = 0;
+  for (uint64_t seed = 40; seed < 60; ++seed) {
+    std::mt19937_64 fwd_rng(seed), shuf_rng(seed);
+    auto fwd = sample_task(fwd_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kContext);
+    auto shuf = sample_task(shuf_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kShuffled);
+    ASSERT_TRUE(fwd.is_ok() && shuf.is_ok());
+    const auto a = std::find(fwd->tokens.begin(), fwd->tokens.end(), tasks::kAnswerId) - fwd->tokens.begin();
+    ASSERT_EQ(fwd->tokens.size(), shuf->tokens.size());
+    EXPECT_TRUE(std::equal(fwd->tokens.begin(), fwd->tokens.begin() + a + 1, shuf->tokens.begin()));
+    const std::vector<std::string> in_context =
+        numbers_of(tasks::family_decode({fwd->tokens.begin() + a + 1, fwd->tokens.end() - 1}));
+    const std::vector<std::string> got =
+        numbers_of(tasks::family_decode({shuf->tokens.begin() + a + 1, shuf->tokens.end() - 1}));
+    ASSERT_EQ(in_context.size(), 4u);
+    EXPECT_TRUE(std::is_permutation(got.begin(), got.end(), in_context.begin(), in_context.end()));
+    const std::vector<std::string> reversed(in_context.rbegin(), in_context.rend());
+    other_orders += got != in_context && got != reversed;
+  }
+  EXPECT_GT(other_orders, 10);  // 22 of the 24 orders of four numbers are neither
+
+  std::mt19937_64 rng(7);
+  const TrainingSequence d = sample_multi_recall(rng, 12, 6, 0.1f, 4, MultivalueOrder::kShuffled);
+  std::map<std::string, std::vector<std::string>> facts;  // key -> its numbers
+  size_t i = 1;
+  for (; d.tokens[i] != tasks::kSepId; i += 11) {
+    const std::string fact = tasks::family_decode({d.tokens.begin() + i, d.tokens.begin() + i + 11});
+    const std::vector<std::string> n = numbers_of(fact.substr(fact.find(" for ") + 5));
+    facts[fact.substr(fact.find(" for ") + 5, 4)].push_back(n[0].substr(0, n[0].size() - 2));  // drop " ."
+  }
+  int answers = 0;
+  while (true) {
+    const auto q = std::find(d.tokens.begin() + i, d.tokens.end(), tasks::kAnswerId);
+    if (q == d.tokens.end()) break;
+    const auto e = std::find(q, d.tokens.end(), tasks::kEosId);
+    const std::string answer = tasks::family_decode({q + 1, e});
+    const std::vector<std::string> got = numbers_of(answer);
+    const std::vector<std::string>& want = facts.at(answer.substr(0, 4));
+    EXPECT_TRUE(std::is_permutation(got.begin(), got.end(), want.begin(), want.end())) << answer;
+    i = static_cast<size_t>(e - d.tokens.begin()) + 1;
+    ++answers;
+  }
+  EXPECT_EQ(answers, 6);
 }
 
 TEST(LmData, MultiRecallListsEveryNumberOfTheKeyInContextOrder) {

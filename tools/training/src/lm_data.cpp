@@ -219,8 +219,22 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
   return s;
 }
 
+namespace {
+
+// Puts a multivalue answer's numbers (given in context order) in `order`; kShuffled draws from `rng`, the others
+// draw nothing.
+void order_answers(std::mt19937_64& rng, MultivalueOrder order, std::vector<std::string>& answers) {
+  if (order == MultivalueOrder::kReverse) std::reverse(answers.begin(), answers.end());
+  if (order != MultivalueOrder::kShuffled) return;
+  // Fisher-Yates with the file's own draw (std::shuffle's draws differ between standard libraries, and a config
+  // with a seed must rebuild the same model).
+  for (size_t i = answers.size(); i > 1; --i) std::swap(answers[i - 1], answers[uniform_below(rng, i)]);
+}
+
+}  // namespace
+
 TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
-                                     int value_digits, bool reverse) {
+                                     int value_digits, MultivalueOrder order) {
   static const std::vector<int32_t> kFactHead = tasks::family_encode("the magic number for");
   static const std::vector<int32_t> kQuestionHead = tasks::family_encode("what is the magic number for");
   static const int32_t kIs = tasks::family_encode("is").at(0);
@@ -261,7 +275,7 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     push(s, tasks::kAnswerId, other_weight);
     std::vector<std::string> answers;
     for (const auto& number : numbers[k]) answers.push_back(tasks::family_decode(number));
-    if (reverse) std::reverse(answers.begin(), answers.end());
+    order_answers(rng, order, answers);
     // The answer a niah_multivalue task context is trained on (answer_restate, "and" between the numbers).
     push_words(s,
                tasks::family_encode(compose_answer("niah_multivalue", tasks::family_decode(question), answers, "and",
@@ -299,7 +313,7 @@ std::string compose_answer(const std::string& task, const std::string& question,
 
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
                                      int qa, float context_weight, const std::string& answer_separator,
-                                     bool restate, bool multivalue_reverse) {
+                                     bool restate, MultivalueOrder multivalue_order) {
   PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
@@ -311,7 +325,7 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     push_words(s, tasks::family_encode(q.question), context_weight);
     push(s, tasks::kAnswerId, context_weight);
     std::vector<std::string> answers = q.answers;
-    if (multivalue_reverse && task == "niah_multivalue") std::reverse(answers.begin(), answers.end());
+    if (task == "niah_multivalue") order_answers(rng, multivalue_order, answers);
     push_words(s, tasks::family_encode(compose_answer(task, q.question, answers, answer_separator, restate)), 1.f);
     push(s, tasks::kEosId, 1.f);
   }
@@ -379,11 +393,13 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.answer_separator = j.value("answer_separator", p.answer_separator);
     p.answer_restate = j.value("answer_restate", p.answer_restate);
     const std::string mv_order = j.value("multivalue_order", std::string("context"));
-    if (mv_order != "context" && mv_order != "reverse") {
-      return invalid_argument(origin + ": multivalue_order must be \"context\" or \"reverse\", got \"" + mv_order +
-                              "\"");
+    if (mv_order != "context" && mv_order != "reverse" && mv_order != "shuffled") {
+      return invalid_argument(origin + ": multivalue_order must be \"context\", \"reverse\" or \"shuffled\", got \"" +
+                              mv_order + "\"");
     }
-    p.multivalue_reverse = mv_order == "reverse";
+    p.multivalue_order = mv_order == "reverse"    ? MultivalueOrder::kReverse
+                         : mv_order == "shuffled" ? MultivalueOrder::kShuffled
+                                                  : MultivalueOrder::kContext;
     p.facts_max = j.value("facts_max", p.facts_max);
     p.context_drop.share = j.value("context_drop_share", p.context_drop.share);
     p.context_drop.min_rate = j.value("context_drop_min", p.context_drop.min_rate);
@@ -484,7 +500,7 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
     }
     if (p.recall_multi) {
       return sample_multi_recall(rng, facts, static_cast<int>(draw(rng, 4, 8)), 0.1f, p.recall_value_digits,
-                                 p.multivalue_reverse);
+                                 p.multivalue_order);
     }
     int digits = p.recall_value_digits;
     if (digits > 0 && p.recall_digit_share < 1 && uniform01(rng) >= p.recall_digit_share) digits = 0;
@@ -494,7 +510,7 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   const int64_t length = draw(rng, p.context_min, p.context_max);
   if (u < p.w_induction + p.w_recall + p.w_task) {
     return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
-                       p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_reverse);
+                       p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_order);
   }
   return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
 }

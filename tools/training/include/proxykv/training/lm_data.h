@@ -58,6 +58,9 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
 TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
                                    int value_digits = 4, double chain_share = 0);
 
+// The order of the numbers in a niah_multivalue training answer (PhaseMix::multivalue_order).
+enum class MultivalueOrder { kContext, kReverse, kShuffled };
+
 // Dense multi-value recall, niah_multivalue's skill without the filler: `statements` niah facts "the magic number
 // for kA is d d d d ." over a few keys (each statement reuses a key drawn so far with probability 1/2, so a key has
 // one to several numbers, interleaved with other keys' facts), <sep>, then `queries` questions "<q> what is the
@@ -65,10 +68,10 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
 // restated as answer_restate writes a multivalue answer, then <eos>. After each "and" the number to write is that
 // of the next fact of kA after the one just copied, and <eos> comes after its last; the task's own contexts give one
 // such list per sequence, this gives `queries`. Loss 1 on the answers (and their <eos>), `other_weight` elsewhere.
-// `value_digits` numbers of digits each (4 when 0). With `reverse`, the numbers are listed latest first (see
-// PhaseMix::multivalue_reverse).
+// `value_digits` numbers of digits each (4 when 0). `order`: the numbers in context order, latest first, or in a
+// fresh random order per answer (PhaseMix::multivalue_order).
 TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int queries, float other_weight,
-                                     int value_digits, bool reverse = false);
+                                     int value_digits, MultivalueOrder order = MultivalueOrder::kContext);
 
 // A task-suite context: <bos> <ctx> context </ctx> then `qa` question/answer pairs (<q> question <a> answer
 // <eos>) of the generated task; loss 1 on answers and <eos>, `context_weight` on the rest. A query with several
@@ -77,11 +80,12 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
 // the model a marker where one answer ends and the next begins.
 // With `restate`, a niah answer first restates its key as the context's fact states it ("k017 is 4 0 9 1"; RULER
 // puts such an answer prefix in its prompts): see compose_answer.
-// With `multivalue_reverse`, a niah_multivalue answer lists the key's numbers latest first (the context's last fact
-// of the key first); the generator's order is the context's.
+// `multivalue_order`: a niah_multivalue answer lists the key's numbers in the generator's order (the context's),
+// latest first (the context's last fact of the key first), or in a fresh random order per answer.
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
                                      int qa, float context_weight, const std::string& answer_separator = "",
-                                     bool restate = false, bool multivalue_reverse = false);
+                                     bool restate = false,
+                                     MultivalueOrder multivalue_order = MultivalueOrder::kContext);
 
 // The training answer of one query: its answers joined by `separator` (empty: a space). With `restate` and a
 // niah question, each answer is preceded by "KEY is" for the question's keys in order when there is one key per
@@ -158,13 +162,17 @@ struct PhaseMix {
   int64_t repeat_chunk = 512;
   std::string answer_separator;  // see sample_task; must be a family word
   bool answer_restate = false;   // see compose_answer
-  // Config key "multivalue_order": "context" (default) or "reverse": the order of the numbers in niah_multivalue
+  // Config key "multivalue_order": "context" (default), "reverse" or "shuffled": the order of the numbers in niah_multivalue
   // answers and in the "multi" recall drill. Why reverse: after writing the number of fact j, the next one to write
   // (fact j-1's) is something fact j can have read at prefill (the causal mask lets it see the earlier fact of its
   // key), so the answer can find it by matching the number just written, as in copying. In context order the next
   // number sits in a fact that only the later fact can point back from, which the 4-layer target never learned:
   // it skips the key's second fact most (bench/RESULTS.md, thirteenth session). string_match_all ignores order.
-  bool multivalue_reverse = false;
+  // "shuffled" (fifteenth session): a fresh random order per answer. Why: latest first plateaued with answers that
+  // walk the key's facts and repeat them (bench/RESULTS.md, fifteenth session); with the order random, the loss at
+  // each number is least for a prediction spread over the numbers not yet written, so it rewards knowing which
+  // ones were written, the ability multivalue lacks.
+  MultivalueOrder multivalue_order = MultivalueOrder::kContext;
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
   // Context dropout (eviction-robust training), from the config keys context_drop_share, _min, _max, _facts,
   // _layers, _structure, _tokens, _scorer and _level (see ContextDropOptions). share 0 (default): off, no random draw.
