@@ -481,18 +481,20 @@ TEST(LmData, PhaseFromJsonValidates) {
 }
 
 
+// "kA is N1 and N2 ..." -> {"N1", "N2", ...}: the numbers of a restated multi-value answer.
+std::vector<std::string> answer_numbers(const std::string& answer) {
+  std::vector<std::string> out;
+  std::string rest = answer.substr(answer.find(" is ") + 4);
+  for (size_t at; (at = rest.find(" and ")) != std::string::npos; rest = rest.substr(at + 5)) {
+    out.push_back(rest.substr(0, at));
+  }
+  out.push_back(rest);
+  return out;
+}
+
 // multivalue_order "reverse": the same rows (same seed, same context and questions), with every multivalue answer's
 // numbers listed latest first; other tasks' answers do not change.
 TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
-  auto numbers_of = [](const std::string& answer) {  // "kA is N1 and N2 ..." -> {"N1", "N2", ...}
-    std::vector<std::string> out;
-    std::string rest = answer.substr(answer.find(" is ") + 4);
-    for (size_t at; (at = rest.find(" and ")) != std::string::npos; rest = rest.substr(at + 5)) {
-      out.push_back(rest.substr(0, at));
-    }
-    out.push_back(rest);
-    return out;
-  };
   auto last_answer = [](const TrainingSequence& s) {
     auto a = std::find(s.tokens.rbegin(), s.tokens.rend(), tasks::kAnswerId).base();
     return tasks::family_decode({a, s.tokens.end() - 1});
@@ -505,7 +507,7 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
     ASSERT_EQ(fwd->tokens.size(), rev->tokens.size());
     const auto a = std::find(fwd->tokens.begin(), fwd->tokens.end(), tasks::kAnswerId) - fwd->tokens.begin();
     EXPECT_TRUE(std::equal(fwd->tokens.begin(), fwd->tokens.begin() + a + 1, rev->tokens.begin()));  // same context
-    std::vector<std::string> want = numbers_of(last_answer(*fwd));
+    std::vector<std::string> want = answer_numbers(last_answer(*fwd));
     ASSERT_EQ(want.size(), 4u);
     // The forward answer is the context's order: each number's fact stands after the previous one's.
     const std::string context = tasks::family_decode({fwd->tokens.begin(), fwd->tokens.begin() + a});
@@ -516,7 +518,7 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
       at = found + 1;
     }
     std::reverse(want.begin(), want.end());
-    EXPECT_EQ(numbers_of(last_answer(*rev)), want);
+    EXPECT_EQ(answer_numbers(last_answer(*rev)), want);
     EXPECT_EQ(last_answer(*rev).substr(0, 8), last_answer(*fwd).substr(0, 8));  // "kA is" restated first either way
 
     std::mt19937_64 mq_fwd(seed), mq_rev(seed);
@@ -537,9 +539,9 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
       const auto e_f = std::find(a_f, d_fwd.tokens.end(), tasks::kEosId);
       const auto a_r = d_rev.tokens.begin() + (a_f - d_fwd.tokens.begin());
       const auto e_r = d_rev.tokens.begin() + (e_f - d_fwd.tokens.begin());
-      std::vector<std::string> n = numbers_of(tasks::family_decode({a_f + 1, e_f}));
+      std::vector<std::string> n = answer_numbers(tasks::family_decode({a_f + 1, e_f}));
       std::reverse(n.begin(), n.end());
-      EXPECT_EQ(numbers_of(tasks::family_decode({a_r + 1, e_r})), n);
+      EXPECT_EQ(answer_numbers(tasks::family_decode({a_r + 1, e_r})), n);
       i = static_cast<size_t>(e_f - d_fwd.tokens.begin()) + 1;
     }
   }
@@ -562,15 +564,6 @@ TEST(LmData, MultivalueOrderReverseListsTheLatestFirst) {
 // numbers in an order drawn per answer (over seeds, orders other than the context's and the reverse occur); the drill
 // too: each answer is a permutation of its key's numbers.
 TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
-  auto numbers_of = [](const std::string& answer) {  // "kA is N1 and N2 ..." -> {"N1", "N2", ...}
-    std::vector<std::string> out;
-    std::string rest = answer.substr(answer.find(" is ") + 4);
-    for (size_t at; (at = rest.find(" and ")) != std::string::npos; rest = rest.substr(at + 5)) {
-      out.push_back(rest.substr(0, at));
-    }
-    out.push_back(rest);
-    return out;
-  };
   int other_orders = 0;
   for (uint64_t seed = 40; seed < 60; ++seed) {
     std::mt19937_64 fwd_rng(seed), shuf_rng(seed);
@@ -581,9 +574,9 @@ TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
     ASSERT_EQ(fwd->tokens.size(), shuf->tokens.size());
     EXPECT_TRUE(std::equal(fwd->tokens.begin(), fwd->tokens.begin() + a + 1, shuf->tokens.begin()));
     const std::vector<std::string> in_context =
-        numbers_of(tasks::family_decode({fwd->tokens.begin() + a + 1, fwd->tokens.end() - 1}));
+        answer_numbers(tasks::family_decode({fwd->tokens.begin() + a + 1, fwd->tokens.end() - 1}));
     const std::vector<std::string> got =
-        numbers_of(tasks::family_decode({shuf->tokens.begin() + a + 1, shuf->tokens.end() - 1}));
+        answer_numbers(tasks::family_decode({shuf->tokens.begin() + a + 1, shuf->tokens.end() - 1}));
     ASSERT_EQ(in_context.size(), 4u);
     EXPECT_TRUE(std::is_permutation(got.begin(), got.end(), in_context.begin(), in_context.end()));
     const std::vector<std::string> reversed(in_context.rbegin(), in_context.rend());
@@ -597,7 +590,7 @@ TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
   size_t i = 1;
   for (; d.tokens[i] != tasks::kSepId; i += 11) {
     const std::string fact = tasks::family_decode({d.tokens.begin() + i, d.tokens.begin() + i + 11});
-    const std::vector<std::string> n = numbers_of(fact.substr(fact.find(" for ") + 5));
+    const std::vector<std::string> n = answer_numbers(fact.substr(fact.find(" for ") + 5));
     facts[fact.substr(fact.find(" for ") + 5, 4)].push_back(n[0].substr(0, n[0].size() - 2));  // drop " ."
   }
   int answers = 0;
@@ -606,7 +599,7 @@ TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
     if (q == d.tokens.end()) break;
     const auto e = std::find(q, d.tokens.end(), tasks::kEosId);
     const std::string answer = tasks::family_decode({q + 1, e});
-    const std::vector<std::string> got = numbers_of(answer);
+    const std::vector<std::string> got = answer_numbers(answer);
     const std::vector<std::string>& want = facts.at(answer.substr(0, 4));
     EXPECT_TRUE(std::is_permutation(got.begin(), got.end(), want.begin(), want.end())) << answer;
     i = static_cast<size_t>(e - d.tokens.begin()) + 1;

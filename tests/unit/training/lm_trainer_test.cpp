@@ -268,22 +268,10 @@ TEST(OpenerDrop, RepeatedWordsLoseExactlyTheSentenceOpeners) {
   const int64_t T = static_cast<int64_t>(rep.size());
 
   // The openers by hand: `the` at 2, `the` after the first `.`, `birds` after the second.
-  const std::vector<std::string> words = [&] {
-    std::vector<std::string> w;
-    std::string cur;
-    for (char ch : text + " ") {
-      if (ch == ' ') {
-        if (!cur.empty()) w.push_back(cur);
-        cur.clear();
-      } else {
-        cur += ch;
-      }
-    }
-    return w;
-  }();
+  const std::vector<int32_t> words = tasks::family_encode(text);  // at rep[2 + k]
   std::set<int64_t> openers{2};
   for (size_t k = 0; k + 1 < words.size(); ++k) {
-    if (words[k] == ".") openers.insert(static_cast<int64_t>(k) + 3);
+    if (tasks::family_decode({words[k]}) == ".") openers.insert(static_cast<int64_t>(k) + 3);
   }
   ASSERT_EQ(openers.size(), 3u);
 

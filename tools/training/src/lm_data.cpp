@@ -224,11 +224,18 @@ namespace {
 // Puts a multivalue answer's numbers (given in context order) in `order`; kShuffled draws from `rng`, the others
 // draw nothing.
 void order_answers(std::mt19937_64& rng, MultivalueOrder order, std::vector<std::string>& answers) {
-  if (order == MultivalueOrder::kReverse) std::reverse(answers.begin(), answers.end());
-  if (order != MultivalueOrder::kShuffled) return;
-  // Fisher-Yates with the file's own draw (std::shuffle's draws differ between standard libraries, and a config
-  // with a seed must rebuild the same model).
-  for (size_t i = answers.size(); i > 1; --i) std::swap(answers[i - 1], answers[uniform_below(rng, i)]);
+  switch (order) {
+    case MultivalueOrder::kContext:
+      return;
+    case MultivalueOrder::kReverse:
+      std::reverse(answers.begin(), answers.end());
+      return;
+    case MultivalueOrder::kShuffled:
+      // Fisher-Yates with the file's own draw (std::shuffle's draws differ between standard libraries, and a config
+      // with a seed must rebuild the same model).
+      for (size_t i = answers.size(); i > 1; --i) std::swap(answers[i - 1], answers[uniform_below(rng, i)]);
+      return;
+  }
 }
 
 }  // namespace

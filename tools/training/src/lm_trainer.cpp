@@ -211,12 +211,17 @@ struct PickedRow {
   double rate = 0;
 };
 
+// A reconstruction row: `<repeat>` right after the `</ctx>` at `end`.
+bool is_repeat_row(const std::vector<int32_t>& t, std::vector<int32_t>::const_iterator end) {
+  return end != t.end() && end + 1 != t.end() && *(end + 1) == tasks::kRepeatId;
+}
+
 std::optional<PickedRow> pick_row(const std::vector<int32_t>& t, const ContextDropOptions& options,
                                   std::mt19937_64& rng) {
   const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
   if (end == t.end()) return std::nullopt;
   const bool task = std::find(end, t.end(), tasks::kQuestionId) != t.end();
-  const bool repeat = options.repeat && end + 1 != t.end() && *(end + 1) == tasks::kRepeatId;
+  const bool repeat = options.repeat && is_repeat_row(t, end);
   if (!task && !repeat) return std::nullopt;
   if (uniform01(rng) >= options.share) return std::nullopt;
   const double rate = options.min_rate + (options.max_rate - options.min_rate) * uniform01(rng);
@@ -291,7 +296,7 @@ at::Tensor opener_drop_mask(const std::vector<std::vector<int32_t>>& rows, int64
   for (int64_t b = 0; b < B; ++b) {
     const std::vector<int32_t>& t = rows[static_cast<size_t>(b)];
     const auto end = std::find(t.begin(), t.end(), tasks::kCtxEndId);
-    if (end == t.end() || end + 1 == t.end() || *(end + 1) != tasks::kRepeatId) continue;
+    if (!is_repeat_row(t, end)) continue;
     if (uniform01(rng) >= share) continue;
     const auto start = std::find(t.begin(), end, tasks::kCtxId);
     if (start == end) continue;
