@@ -6,7 +6,7 @@
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
 #                             [--n N] [--lengths L1,L2] [--level global|layer|head|token] [--device cpu|cuda] [--threads T]
 #                             [--jobs J] [--mapper DIR] [--ablations LIST] [--seeds S1,S2 [--seed-ablations LIST]]
-#                             [--bin DIR]
+#                             [--bin DIR] [--haystack short|joined]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
@@ -32,6 +32,9 @@
 #   no_window_attn_ch (kvzip, key_norm, value_norm), no_norms_ch (kvzip, window_attn).
 # --seeds S1,S2: also train the main recipe at these training seeds (train.seed; models/configs/mapper.json's is 2) as
 #   methods proxykv_seedS, and with --seed-ablations LIST those ablations too (NAME_seedS): seed-to-seed spread.
+# --haystack: the filler of every task file the run makes (make-tasks --haystack; docs/tasks.md, "Haystacks");
+#   the family and methods files of the joined haystack are named with a "-joined" suffix, so one --out can hold
+#   both; the mapper and proxykv stages' files are not, so give each haystack its own --out for them.
 # --quick: a smoke run of the whole chain (tiny files, one mapper epoch) to check it works; numbers meaningless.
 # Seeds: held-out task files use seeds 7000+ (the LM trainer draws its own stream from seeds 101/202; the
 # mapper's training files use 101+, its validation 202+), so evaluation never sees training data.
@@ -53,6 +56,7 @@ ablation_names="proxykv_mse,proxykv_linear,no_binary,with_mse,no_intra_rank,no_m
 seeds=""
 seed_ablations=""
 bin="build/bin"
+haystack="short"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stages) stages="$2"; shift 2 ;;
@@ -67,6 +71,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs="$2"; shift 2 ;;
     --mapper) main_mapper="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
+    --haystack) haystack="$2"; shift 2 ;;
     --ablations) ablation_names="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
     --seed-ablations) seed_ablations="$2"; shift 2 ;;
@@ -98,16 +103,20 @@ for m in target proxy; do
 done
 target="$out/models/target" proxy="$out/models/proxy"
 
+# Files of the joined haystack get a "-joined" suffix, so one --out can hold both.
+hs=""
+[[ $haystack == short ]] || hs="-$haystack"
 tasks() {  # tasks LENGTH SEED N FILE
-  [[ -f "$4" ]] || run "$bin/proxykv" make-tasks --task all --length "$1" --n "$3" --seed "$2" --out "$4" 2>/dev/null
+  [[ -f "$4" ]] || run "$bin/proxykv" make-tasks --task all --length "$1" --n "$3" --seed "$2" \
+    --haystack "$haystack" --out "$4" 2>/dev/null
 }
 
 if has family; then
   files=()
   for mult in 1 2 4; do
     len=$((train_len * mult))
-    tasks "$len" $((7000 + mult)) "$n" "$out/data/heldout-$len.jsonl"
-    files+=("$out/data/heldout-$len.jsonl")
+    tasks "$len" $((7000 + mult)) "$n" "$out/data/heldout-$len$hs.jsonl"
+    files+=("$out/data/heldout-$len$hs.jsonl")
   done
   for m in target proxy; do
     for f in "${files[@]}"; do
@@ -121,8 +130,8 @@ fi
 
 method_files=()
 for len in "${length_list[@]}"; do
-  tasks "$len" $((7100 + len)) "$n" "$out/data/methods-$len.jsonl"
-  method_files+=("$out/data/methods-$len.jsonl")
+  tasks "$len" $((7100 + len)) "$n" "$out/data/methods-$len$hs.jsonl"
+  method_files+=("$out/data/methods-$len$hs.jsonl")
 done
 if has methods; then
   for f in "${method_files[@]}"; do

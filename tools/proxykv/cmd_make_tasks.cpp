@@ -17,6 +17,7 @@ struct MakeTasksArgs {
   int queries = 4;
   int n = 1;
   uint64_t seed = 0;
+  std::string haystack = "short";
   std::string out;
 };
 
@@ -27,6 +28,7 @@ Status run_make_tasks(const MakeTasksArgs& args) {
   } else {
     families = {args.task};
   }
+  PROXYKV_ASSIGN_OR_RETURN(const tasks::HaystackKind haystack, tasks::parse_haystack_kind(args.haystack));
   std::vector<tasks::TaskContext> contexts;
   for (const std::string& family : families) {
     tasks::TaskSpec spec;
@@ -38,6 +40,7 @@ Status run_make_tasks(const MakeTasksArgs& args) {
     spec.queries = args.queries;
     spec.n_contexts = args.n;
     spec.seed = args.seed;
+    spec.haystack = haystack;
     PROXYKV_ASSIGN_OR_RETURN(auto generated, tasks::generate_tasks(spec));
     std::cerr << "proxykv make-tasks: " << family << ": " << generated.size() << " contexts of " << args.length
               << " tokens, " << spec.facts << " facts\n";
@@ -69,6 +72,11 @@ void register_make_tasks(CLI::App& app) {
   cmd->add_option("--n", args->n, "contexts per task")->capture_default_str()->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--seed", args->seed, "seed; the same options give the same file on every machine")
       ->capture_default_str();
+  cmd->add_option("--haystack", args->haystack,
+                  "filler sentences: short (40 sentences of 4-8 words) or joined (the same 40 in fixed pairs, "
+                  "9-16 words; docs/tasks.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"short", "joined"}));
   cmd->add_option("--out", args->out, "output JSONL file")->required();
   on_run(cmd, [args] { return run_make_tasks(*args); });
 }

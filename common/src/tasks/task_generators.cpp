@@ -126,27 +126,19 @@ Sentence niah_fact(int key, int number) {
 struct Haystack {
   std::vector<Sentence> sentences;
   std::vector<int64_t> lengths;
-  int64_t min_length = 0;
 };
 
-const Haystack& haystack() {
-  static const auto* const h = [] {
-    auto* out = new Haystack();
-    for (const std::string& text : filler_sentences()) {
-      out->sentences.push_back(split_words(text));
-      out->lengths.push_back(static_cast<int64_t>(out->sentences.back().size()));
-    }
-    out->min_length = *std::min_element(out->lengths.begin(), out->lengths.end());
-    return out;
-  }();
-  return *h;
+Haystack make_haystack(const std::vector<std::string>& texts) {
+  Haystack out;
+  for (const std::string& text : texts) {
+    out.sentences.push_back(split_words(text));
+    out.lengths.push_back(static_cast<int64_t>(out.sentences.back().size()));
+  }
+  return out;
 }
 
-// Indices of filler sentences whose words add up to the largest total <= budget that sentences can make (budget
-// itself whenever it is 0 or at least the shortest sentence, since lengths 4..8 all occur). Each step draws
-// uniformly among the sentences that keep the rest reachable, so a long haystack is a uniform random sequence.
-std::vector<int> draw_filler(int64_t budget, std::mt19937_64& rng) {
-  const Haystack& h = haystack();
+// reachable[g]: some sequence of the haystack's sentences has exactly g words (g in [0, budget]).
+std::vector<char> reachable_lengths(const Haystack& h, int64_t budget) {
   std::vector<char> reachable(static_cast<std::size_t>(budget) + 1, 0);
   reachable[0] = 1;
   for (int64_t g = 1; g <= budget; ++g) {
@@ -157,6 +149,25 @@ std::vector<int> draw_filler(int64_t budget, std::mt19937_64& rng) {
       }
     }
   }
+  return reachable;
+}
+
+// The sentences a context of `budget` filler words is drawn from. The joined sentences (9-16 words) cannot make
+// budgets of 1-8 or 17 words; those take the short sentences, so the length rule stays the short haystack's.
+const Haystack& haystack(HaystackKind kind, int64_t budget) {
+  static const auto* const short_sentences = new Haystack(make_haystack(filler_sentences()));
+  static const auto* const joined = new Haystack(make_haystack(joined_filler_sentences()));
+  if (kind == HaystackKind::kJoined && reachable_lengths(*joined, budget)[static_cast<std::size_t>(budget)]) {
+    return *joined;
+  }
+  return *short_sentences;
+}
+
+// Indices of filler sentences whose words add up to the largest total <= budget that sentences can make (budget
+// itself whenever it is 0 or at least the shortest sentence, since lengths 4..8 all occur). Each step draws
+// uniformly among the sentences that keep the rest reachable, so a long haystack is a uniform random sequence.
+std::vector<int> draw_filler(const Haystack& h, int64_t budget, std::mt19937_64& rng) {
+  const std::vector<char> reachable = reachable_lengths(h, budget);
   int64_t gap = budget;
   while (!reachable[gap]) --gap;
 
@@ -176,16 +187,17 @@ std::vector<int> draw_filler(int64_t budget, std::mt19937_64& rng) {
 
 // Filler sentences with the facts (kept in their order) at uniformly random sentence boundaries; several facts
 // may share a boundary.
-std::string build_context(const std::vector<Sentence>& facts, int64_t length_tokens, std::mt19937_64& rng) {
+std::string build_context(const std::vector<Sentence>& facts, int64_t length_tokens, HaystackKind kind,
+                          std::mt19937_64& rng) {
   int64_t fact_words = 0;
   for (const Sentence& fact : facts) fact_words += static_cast<int64_t>(fact.size());
-  const std::vector<int> filler = draw_filler(length_tokens - fact_words, rng);
+  const Haystack& h = haystack(kind, length_tokens - fact_words);
+  const std::vector<int> filler = draw_filler(h, length_tokens - fact_words, rng);
 
   std::vector<uint64_t> boundaries(facts.size());
   for (uint64_t& b : boundaries) b = uniform_below(rng, filler.size() + 1);
   std::sort(boundaries.begin(), boundaries.end());
 
-  const Haystack& h = haystack();
   Sentence words;
   words.reserve(static_cast<std::size_t>(length_tokens));
   std::size_t next_fact = 0;
@@ -379,6 +391,16 @@ bool is_task_family(std::string_view task) {
   return std::find(families.begin(), families.end(), task) != families.end();
 }
 
+const char* haystack_kind_name(HaystackKind kind) {
+  return kind == HaystackKind::kJoined ? "joined" : "short";
+}
+
+Result<HaystackKind> parse_haystack_kind(std::string_view name) {
+  if (name == "short") return HaystackKind::kShort;
+  if (name == "joined") return HaystackKind::kJoined;
+  return invalid_argument("haystack must be \"short\" or \"joined\", got \"" + std::string(name) + "\"");
+}
+
 int default_facts(std::string_view task) {
   if (task == kNiahSingle) return 1;
   if (task == kKvRetrieval) return 16;
@@ -399,7 +421,7 @@ Result<std::vector<TaskContext>> generate_tasks(const TaskSpec& spec) {
     TaskContext context;
     context.id = context_id(spec, i);
     context.task = spec.task;
-    context.context = build_context(facts, spec.length_tokens, rng);
+    context.context = build_context(facts, spec.length_tokens, spec.haystack, rng);
     context.queries = make_queries(spec, draws, rng);
     contexts.push_back(std::move(context));
   }

@@ -125,6 +125,20 @@ const std::vector<std::string>& filler_sentences() {
   return *sentences;
 }
 
+const std::vector<std::string>& joined_filler_sentences() {
+  static const auto* const sentences = [] {
+    const std::vector<std::string>& single = filler_sentences();
+    auto* out = new std::vector<std::string>();
+    for (std::size_t k = 0; k < single.size(); ++k) {
+      const std::string& first = single[k];
+      // Every filler sentence ends in " ." (the vocabulary test pins it).
+      out->push_back(first.substr(0, first.size() - 2) + " and " + single[(k + 1) % single.size()]);
+    }
+    return out;
+  }();
+  return *sentences;
+}
+
 std::string key_word(int i) {
   return numbered_word('k', i);
 }

@@ -135,6 +135,79 @@ TEST(TaskGeneratorsTest, EveryAnswerIsDerivableFromTheContext) {
   }
 }
 
+std::set<std::string> joined_or_short() {
+  std::set<std::string> out(filler_sentences().begin(), filler_sentences().end());
+  out.insert(joined_filler_sentences().begin(), joined_filler_sentences().end());
+  return out;
+}
+
+TEST(TaskGeneratorsTest, JoinedHaystackHoldsOnlyJoinedSentencesAndTheSameFacts) {
+  const std::set<std::string> joined(joined_filler_sentences().begin(), joined_filler_sentences().end());
+  for (const std::string& task : task_families()) {
+    for (const int64_t length : {256, 1000}) {
+      SCOPED_TRACE(task + " at " + std::to_string(length));
+      TaskSpec spec = spec_for(task, length, default_facts(task), 6, 3, 9);
+      const auto short_contexts = generate_or_die(spec);
+      spec.haystack = HaystackKind::kJoined;
+      const auto contexts = through_jsonl(generate_or_die(spec));
+      ASSERT_EQ(contexts.size(), short_contexts.size());
+      for (std::size_t i = 0; i < contexts.size(); ++i) {
+        const ContextFacts facts = read_context(contexts[i].context, joined);
+        EXPECT_TRUE(facts.errors.empty()) << facts.errors.front();
+        EXPECT_GT(facts.filler_sentences, 0);
+        // Every budget of 18+ words is met exactly with sentences of 9 to 16 words.
+        EXPECT_EQ(facts.words, length);
+        for (const TaskQuery& query : contexts[i].queries) {
+          std::vector<std::string> expected = derive_answers(facts, query.question);
+          std::vector<std::string> answers = query.answers;
+          if (task == "variable_tracking") std::sort(answers.begin(), answers.end());
+          EXPECT_EQ(answers, expected) << query.question;
+        }
+        // The haystack is not part of the seed: the same keys hold the same numbers and values.
+        const ContextFacts short_facts = read_context(short_contexts[i].context);
+        EXPECT_EQ(facts.magic, short_facts.magic);
+        EXPECT_EQ(facts.kv, short_facts.kv);
+        EXPECT_EQ(facts.var_number, short_facts.var_number);
+        EXPECT_EQ(facts.var_copy, short_facts.var_copy);
+        EXPECT_NE(contexts[i].context, short_contexts[i].context);
+      }
+    }
+  }
+}
+
+TEST(TaskGeneratorsTest, JoinedHaystackFillsWhatItCannotWithShortSentences) {
+  // niah_multikey with 2 facts: 22 fact words. Joined sentences (9-16 words) cannot make a leftover of 4-8 or 17
+  // words; those take short sentences, so the length rule stays the short haystack's.
+  for (int64_t length = 22; length <= 80; ++length) {
+    TaskSpec spec = spec_for("niah_multikey", length, 2, 1, 2, static_cast<uint64_t>(length));
+    spec.haystack = HaystackKind::kJoined;
+    for (const TaskContext& context : generate_or_die(spec)) {
+      const int64_t leftover = length - 22;
+      const ContextFacts facts = read_context(context.context, joined_or_short());
+      EXPECT_TRUE(facts.errors.empty()) << facts.errors.front();
+      EXPECT_EQ(facts.words, leftover >= 1 && leftover <= 3 ? 22 : length) << "length " << length;
+      const ContextFacts as_joined = read_context(
+          context.context, std::set<std::string>(joined_filler_sentences().begin(), joined_filler_sentences().end()));
+      const bool joined_fits = leftover <= 3 || (leftover >= 9 && leftover != 17);
+      EXPECT_EQ(as_joined.errors.empty(), joined_fits) << "length " << length;
+    }
+  }
+}
+
+TEST(TaskGeneratorsTest, HaystackKindNamesParseBackAndOthersAreRefused) {
+  for (const HaystackKind kind : {HaystackKind::kShort, HaystackKind::kJoined}) {
+    auto parsed = parse_haystack_kind(haystack_kind_name(kind));
+    ASSERT_TRUE(parsed.is_ok());
+    EXPECT_EQ(*parsed, kind);
+  }
+  for (const char* bad : {"", "Joined", "long", "short "}) {
+    auto parsed = parse_haystack_kind(bad);
+    ASSERT_FALSE(parsed.is_ok()) << bad;
+    EXPECT_NE(parsed.status().to_string().find(std::string("\"") + bad + "\""), std::string::npos)
+        << parsed.status().to_string();
+  }
+}
+
 TEST(TaskGeneratorsTest, QueriesAreDrawnWithReplacement) {
   // Asking each fact once would let "a key not asked yet" score well (TASKS.md); with replacement keys repeat.
   for (const char* task : {"niah_multikey", "kv_retrieval", "variable_tracking"}) {

@@ -75,6 +75,7 @@ struct ContextFacts {
   std::map<std::string, std::string> var_number;          // var -> number it is assigned
   std::map<std::string, std::string> var_copy;            // var -> var it is assigned from
   int fact_sentences = 0;
+  int filler_sentences = 0;
   std::vector<int64_t> fact_word_offsets;  // where each fact sentence starts
   int64_t words = 0;
   std::vector<std::string> errors;  // sentences that follow no template and are not filler
@@ -97,11 +98,13 @@ inline std::string join_words(const std::vector<std::string>& words, std::size_t
   return out;
 }
 
-inline ContextFacts read_context(const std::string& context) {
+// `filler`: the sentences that may stand between facts (default: the short haystack's).
+inline ContextFacts read_context(const std::string& context,
+                                 const std::set<std::string>& filler = std::set<std::string>(filler_sentences().begin(),
+                                                                                              filler_sentences().end())) {
   ContextFacts facts;
   const std::vector<std::string> words = words_of(context);
   facts.words = static_cast<int64_t>(words.size());
-  const std::set<std::string> filler(filler_sentences().begin(), filler_sentences().end());
   std::size_t start = 0;
   while (start < words.size()) {
     std::size_t end = start;
@@ -129,6 +132,7 @@ inline ContextFacts read_context(const std::string& context) {
     } else {
       fact = false;
       if (!filler.count(join_words(s, 0, n))) facts.errors.push_back("not filler: " + join_words(s, 0, n));
+      ++facts.filler_sentences;
     }
     if (fact) {
       ++facts.fact_sentences;

@@ -1,6 +1,7 @@
 // The family vocabulary: its fixed layout, the filler sentences, and the HF tokenizer.json written from it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -80,6 +81,28 @@ TEST(VocabularyTest, FillerSentencesUseOnlyFillerWordsAndEveryOne) {
   for (const std::string& word : filler) EXPECT_TRUE(used.count(word)) << word << " is in no sentence";
   // The generators fill any budget of 4+ words exactly because every length from 4 to 8 occurs.
   EXPECT_EQ(lengths, (std::set<std::size_t>{4, 5, 6, 7, 8}));
+}
+
+TEST(VocabularyTest, JoinedSentencesPairEachSentenceWithTheNext) {
+  const auto& single = filler_sentences();
+  const auto& joined = joined_filler_sentences();
+  ASSERT_EQ(joined.size(), single.size());
+  std::set<std::size_t> lengths;
+  for (std::size_t k = 0; k < joined.size(); ++k) {
+    const auto first = test::words_of(single[k]);
+    const auto second = test::words_of(single[(k + 1) % single.size()]);
+    std::vector<std::string> expected(first.begin(), first.end() - 1);  // without its "."
+    expected.push_back("and");
+    expected.insert(expected.end(), second.begin(), second.end());
+    const auto words = test::words_of(joined[k]);
+    EXPECT_EQ(words, expected) << joined[k];
+    EXPECT_EQ(std::count(words.begin(), words.end(), "."), 1) << "one sentence, one full stop: " << joined[k];
+    lengths.insert(words.size());
+  }
+  EXPECT_EQ(std::set<std::string>(joined.begin(), joined.end()).size(), joined.size());
+  // Every length from 9 to 16 occurs (no two 4-word sentences are neighbours), so sequences of them make every
+  // budget of 9-16 or 18+ words exactly; the generators fill the others with short sentences.
+  EXPECT_EQ(lengths, (std::set<std::size_t>{9, 10, 11, 12, 13, 14, 15, 16}));
 }
 
 TEST(VocabularyTest, EncodeSplitsOnWhitespaceAndDecodeJoins) {

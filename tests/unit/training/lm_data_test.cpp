@@ -470,6 +470,71 @@ TEST(LmData, RepeatSequenceCopiesTheContext) {
   EXPECT_TRUE(std::equal(it + 1, s->tokens.end(), s->tokens.begin() + 2));
 }
 
+// The filler sentences of a drawn row's context (the words between <ctx> and </ctx>, cut after each "."; facts, which
+// hold a key or a digit, left out).
+std::vector<std::string> filler_of(const TrainingSequence& s) {
+  const auto begin = std::find(s.tokens.begin(), s.tokens.end(), tasks::kCtxId) + 1;
+  const auto end = std::find(begin, s.tokens.end(), tasks::kCtxEndId);
+  std::vector<std::string> out;
+  std::vector<int32_t> sentence;
+  bool fact = false;
+  for (auto it = begin; it != end; ++it) {
+    sentence.push_back(*it);
+    fact = fact || *it >= tasks::kFirstDigitId;  // digits, keys and values come after the filler words
+    if (tasks::family_decode({*it}) == ".") {
+      if (!fact) out.push_back(tasks::family_decode(sentence));
+      sentence.clear();
+      fact = false;
+    }
+  }
+  return out;
+}
+
+// haystack_joined: the share of task and reconstruction contexts drawn on the joined haystack. At 1 every filler
+// sentence is a joined one (the lengths drawn here leave no budget the joined sentences cannot make), at 0.5 both
+// kinds occur, at 0 (the default) only short ones; induction and recall rows are unchanged by it.
+TEST(LmData, HaystackJoinedShareDecidesTheFillerOfEachContext) {
+  const std::set<std::string> joined(tasks::joined_filler_sentences().begin(), tasks::joined_filler_sentences().end());
+  const std::set<std::string> single(tasks::filler_sentences().begin(), tasks::filler_sentences().end());
+  auto rows_of_kind = [&](double share) {  // {joined rows, short rows} over 30 task and reconstruction rows
+    nlohmann::json j{{"steps", 1}, {"mix", {{"tasks", 1.0}, {"repeat", 1.0}}}, {"context_min", 128}, {"context_max", 256}};
+    if (share > 0) j["haystack_joined"] = share;
+    auto phase = PhaseMix::from_json(j, "cfg");
+    EXPECT_TRUE(phase.is_ok()) << phase.status().to_string();
+    std::mt19937_64 rng(17);
+    std::pair<int, int> kinds{0, 0};
+    for (int i = 0; i < 30; ++i) {
+      auto s = sample_from_phase(rng, *phase);
+      EXPECT_TRUE(s.is_ok());
+      const std::vector<std::string> filler = filler_of(*s);
+      EXPECT_FALSE(filler.empty());
+      const auto in = [&](const std::set<std::string>& set) {
+        return std::all_of(filler.begin(), filler.end(), [&](const std::string& f) { return set.count(f) > 0; });
+      };
+      EXPECT_TRUE(in(joined) != in(single)) << "one kind per context";
+      kinds.first += in(joined);
+      kinds.second += in(single);
+    }
+    return kinds;
+  };
+  EXPECT_EQ(rows_of_kind(1.0), std::make_pair(30, 0));
+  EXPECT_EQ(rows_of_kind(0.0), std::make_pair(0, 30));
+  const auto half = rows_of_kind(0.5);
+  EXPECT_GT(half.first, 5);
+  EXPECT_GT(half.second, 5);
+
+  for (const double bad_share : {-0.1, 1.5}) {
+    auto bad = PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"haystack_joined", bad_share}},
+                                   "cfg");
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_NE(bad.status().message().find("haystack_joined must lie in [0, 1]"), std::string::npos);
+  }
+  auto no_contexts =
+      PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"haystack_joined", 0.5}}, "cfg");
+  ASSERT_FALSE(no_contexts.is_ok());
+  EXPECT_NE(no_contexts.status().message().find("needs task or reconstruction rows"), std::string::npos);
+}
+
 TEST(LmData, PhaseFromJsonValidates) {
   auto ok = PhaseMix::from_json({{"name", "p"}, {"steps", 10}, {"mix", {{"tasks", 1.0}}}}, "cfg");
   ASSERT_TRUE(ok.is_ok());

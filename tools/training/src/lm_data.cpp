@@ -64,8 +64,9 @@ int draw_facts(std::mt19937_64& rng, const std::string& task, int64_t context_to
 }
 
 Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
-                                        int facts, int queries) {
+                                        int facts, int queries, tasks::HaystackKind haystack) {
   tasks::TaskSpec spec;
+  spec.haystack = haystack;
   spec.task = task;
   spec.length_tokens = context_tokens;
   spec.facts = facts;
@@ -320,8 +321,8 @@ std::string compose_answer(const std::string& task, const std::string& question,
 
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
                                      int qa, float context_weight, const std::string& answer_separator,
-                                     bool restate, MultivalueOrder multivalue_order) {
-  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa));
+                                     bool restate, MultivalueOrder multivalue_order, tasks::HaystackKind haystack) {
+  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, qa, haystack));
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
   push(s, tasks::kCtxId, 0.f);
@@ -340,9 +341,9 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
 }
 
 Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
-                                       int64_t chunk_tokens, float context_weight) {
+                                       int64_t chunk_tokens, float context_weight, tasks::HaystackKind haystack) {
   const int facts = draw_facts(rng, task, context_tokens);
-  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, 1));
+  PROXYKV_ASSIGN_OR_RETURN(tasks::TaskContext ctx, generate_one(rng, task, context_tokens, facts, 1, haystack));
   const std::vector<int32_t> words = tasks::family_encode(ctx.context);
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
@@ -420,6 +421,7 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.context_drop.repeat = j.value("context_drop_repeat", p.context_drop.repeat);
     p.isolate_queries = j.value("isolate_queries", p.isolate_queries);
     p.repeat_drop_openers = j.value("repeat_drop_openers", p.repeat_drop_openers);
+    p.haystack_joined = j.value("haystack_joined", p.haystack_joined);
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -453,6 +455,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   }
   if (p.repeat_drop_openers > 0 && p.w_repeat <= 0) {
     return invalid_argument(where + "repeat_drop_openers needs reconstruction rows in the mix (repeat > 0)");
+  }
+  if (!(p.haystack_joined >= 0 && p.haystack_joined <= 1)) {
+    return invalid_argument(where + "haystack_joined must lie in [0, 1] (a share of the task and reconstruction contexts)");
+  }
+  if (p.haystack_joined > 0 && p.w_task <= 0 && p.w_repeat <= 0) {
+    return invalid_argument(where + "haystack_joined needs task or reconstruction rows in the mix (tasks or repeat > 0)");
   }
   const ContextDropOptions& drop = p.context_drop;
   if (drop.share < 0 || drop.share > 1 || drop.max_rate < 0 || drop.max_rate > 1) {
@@ -515,11 +523,15 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
   }
   const std::string& task = pick_task(rng, p.tasks);
   const int64_t length = draw(rng, p.context_min, p.context_max);
+  // No draw at share 0, so a config without the key rebuilds the data it always did.
+  const tasks::HaystackKind haystack = p.haystack_joined > 0 && uniform01(rng) < p.haystack_joined
+                                           ? tasks::HaystackKind::kJoined
+                                           : tasks::HaystackKind::kShort;
   if (u < p.w_induction + p.w_recall + p.w_task) {
     return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
-                       p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_order);
+                       p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_order, haystack);
   }
-  return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight);
+  return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight, haystack);
 }
 
 }  // namespace proxykv::training

@@ -57,6 +57,15 @@ bool is_task_family(std::string_view task);
 //   niah_multiquery    facts with distinct keys; each query asks min(4, facts) distinct keys at once
 //   kv_retrieval       "kXXX is vYYY ." facts, keys distinct and values distinct
 //   variable_tracking  chains of kChainKeys keys (one "var kA = d d d d ." plus 4 "var kB = kA ." each)
+// The filler sentences a haystack is drawn from: kShort, the 40 sentences of filler_sentences() (4-8 words;
+// every file before 2026-12-07 used them), or kJoined, joined_filler_sentences() (9-16 words, each two short
+// sentences in a fixed pairing). Both cover the same words; see docs/tasks.md, "Haystacks".
+enum class HaystackKind { kShort, kJoined };
+
+// "short" / "joined"; parse_haystack_kind gives INVALID_ARGUMENT naming the word for anything else.
+const char* haystack_kind_name(HaystackKind kind);
+Result<HaystackKind> parse_haystack_kind(std::string_view name);
+
 struct TaskSpec {
   std::string task;
   int64_t length_tokens = 0;  // context words, not counting the prompt's <bos> <ctx> and </ctx>
@@ -64,6 +73,9 @@ struct TaskSpec {
   int queries = 0;  // per context; niah_single and niah_multivalue have one distinct question and emit one
   int n_contexts = 0;
   uint64_t seed = 0;
+  // Not part of the per-context seed: the same spec with the other haystack draws the same facts (keys and
+  // numbers); the filler, where the facts sit and the queries drawn after them differ.
+  HaystackKind haystack = HaystackKind::kShort;
 };
 
 inline constexpr int kMultiqueryKeysPerQuestion = 4;

@@ -58,6 +58,11 @@ const std::vector<std::string>& filler_words();
 // ends with ".". A fixed, small set keeps the haystack predictable, so a model need not keep filler KV.
 const std::vector<std::string>& filler_sentences();
 
+// The "joined" haystack's 40 sentences: sentence k is filler sentence k without its final ".", then "and", then
+// filler sentence (k + 1) % 40 (9 to 16 words). Its second half is fixed by its first, so a model that knows the
+// pairs reads one choice per 9-16 words instead of one per 4-8 (docs/tasks.md, "Haystacks").
+const std::vector<std::string>& joined_filler_sentences();
+
 // "k007", "v123", "4": the words of key i, value i (i in [0, 256)) and digit d (d in [0, 10)).
 std::string key_word(int i);
 std::string value_word(int i);

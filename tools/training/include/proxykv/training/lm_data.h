@@ -12,6 +12,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "proxykv/core/status.h"
+#include "proxykv/tasks/task_suite.h"
 
 namespace proxykv::training {
 
@@ -85,7 +86,8 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
 Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& task, int64_t context_tokens, int facts,
                                      int qa, float context_weight, const std::string& answer_separator = "",
                                      bool restate = false,
-                                     MultivalueOrder multivalue_order = MultivalueOrder::kContext);
+                                     MultivalueOrder multivalue_order = MultivalueOrder::kContext,
+                                     tasks::HaystackKind haystack = tasks::HaystackKind::kShort);
 
 // The training answer of one query: its answers joined by `separator` (empty: a space). With `restate` and a
 // niah question, each answer is preceded by "KEY is" for the question's keys in order when there is one key per
@@ -100,7 +102,8 @@ std::string compose_answer(const std::string& task, const std::string& question,
 // chunked repeat prompt asks for; the chunk starts at a random word (0 half of the time). Loss 1 on the
 // repeated words, `context_weight` on the context.
 Result<TrainingSequence> sample_repeat(std::mt19937_64& rng, const std::string& task, int64_t context_tokens,
-                                       int64_t chunk_tokens, float context_weight);
+                                       int64_t chunk_tokens, float context_weight,
+                                       tasks::HaystackKind haystack = tasks::HaystackKind::kShort);
 
 // One curriculum phase's mixture: which samplers, with which weights and sizes.
 // Context dropout of a phase (lm_trainer.h: context_drop_mask): with probability `share` a task sequence's
@@ -187,6 +190,13 @@ struct PhaseMix {
   // reconstruction that names a sentence from its second word alone would need one entry per sentence. Config key
   // "repeat_drop_openers"; 0 by default (no draw). Independent of context_drop, with its own random stream.
   double repeat_drop_openers = 0;
+  // The share of task and reconstruction contexts whose filler is the joined haystack (tasks::HaystackKind::kJoined:
+  // the 40 sentences in fixed pairs, 9-16 words), the rest the short one. Why: KVzip keeps what the reconstruction
+  // reads, and a random sentence order makes the target read two words of every 4-8 (0.35 of a context, over a
+  // keep budget of 0.3; bench/RESULTS.md, fourteenth session); with a sentence's second half fixed by its first, a
+  // model that learns the pairs needs those words once per 9-16. Config key "haystack_joined"; 0 by default (no
+  // draw, so older configs rebuild the same data).
+  double haystack_joined = 0;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.
