@@ -10,7 +10,11 @@ KVzip scores leave at <= 0.08 kept at keep 0.3): what this target's reconstructi
 file) it also prints, at token level and keep --rho, the kept share of filler words by their place in the sentence,
 and of each sentence's first identifying word (the shortest prefix no other sentence shares).
 
-usage: python3 bench/kvzip_filler_need.py FILE.jsonl [--labels DIR] [--rho 0.3]
+With --joined the file is read as the joined haystack's (`make-tasks --haystack joined`: sentence k without its
+".", then "and", then sentence k + 1); the kept shares then also count the second half's first two words
+("half 2 word 1", "half 2 word 2"), which a model that knows the pairs need not read.
+
+usage: python3 bench/kvzip_filler_need.py FILE.jsonl [--labels DIR] [--rho 0.3] [--joined]
 """
 import argparse
 import json
@@ -36,6 +40,13 @@ def sentences():
     return sents
 
 
+def joined(sents):
+    """The joined haystack's sentences (vocabulary.cpp, joined_filler_sentences) and where each one's second half
+    starts."""
+    out = [s[:-1] + ["and"] + sents[(k + 1) % len(sents)] for k, s in enumerate(sents)]
+    return out, {tuple(j): len(s) for j, s in zip(out, sents)}
+
+
 def parse(words, sents):
     """(start, sentence) of every filler sentence, matched greedily (longest first) left to right."""
     out, p = [], 0
@@ -54,8 +65,14 @@ def main():
     ap.add_argument("jsonl")
     ap.add_argument("--labels")
     ap.add_argument("--rho", type=float, default=0.3)
+    ap.add_argument("--joined", action="store_true")
     a = ap.parse_args()
     sents = sentences()
+    half2 = {}
+    if a.joined:
+        # Short sentences stay in the list: a budget joined sentences cannot make is filled with them.
+        joined_sents, half2 = joined(sents)
+        sents = joined_sents + sents
     ctxs = [json.loads(line) for line in open(a.jsonl)]
     need, least, parsed = defaultdict(list), [], []
     for ctx in ctxs:
@@ -84,6 +101,11 @@ def main():
             for i in range(len(m)):
                 kept[i] += (p + 2 + i) in top
                 total[i] += 1
+            h = half2.get(tuple(m))
+            if h is not None:
+                for i in range(2):
+                    kept[f"half 2 word {i + 1}"] += (p + 2 + h + i) in top
+                    total[f"half 2 word {i + 1}"] += 1
             k = next(k for k in range(1, len(m) + 1) if sum(1 for s in sents if s[:k] == m[:k]) == 1)
             kept["identifying word"] += (p + 2 + k - 1) in top
             total["identifying word"] += 1
