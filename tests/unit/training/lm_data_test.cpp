@@ -492,7 +492,8 @@ std::vector<std::string> filler_of(const TrainingSequence& s) {
 
 // haystack_joined: the share of task and reconstruction contexts drawn on the joined haystack. At 1 every filler
 // sentence is a joined one (the lengths drawn here leave no budget the joined sentences cannot make), at 0.5 both
-// kinds occur, at 0 (the default) only short ones; induction and recall rows are unchanged by it.
+// kinds occur, at 0 (the default) only short ones. With haystack_joined_rows "tasks" the reconstruction rows stay
+// short.
 TEST(LmData, HaystackJoinedShareDecidesTheFillerOfEachContext) {
   const std::set<std::string> joined(tasks::joined_filler_sentences().begin(), tasks::joined_filler_sentences().end());
   const std::set<std::string> single(tasks::filler_sentences().begin(), tasks::filler_sentences().end());
@@ -529,6 +530,37 @@ TEST(LmData, HaystackJoinedShareDecidesTheFillerOfEachContext) {
     ASSERT_FALSE(bad.is_ok());
     EXPECT_NE(bad.status().message().find("haystack_joined must lie in [0, 1]"), std::string::npos);
   }
+  // haystack_joined_rows "tasks": task rows joined, reconstruction rows short.
+  auto tasks_only = PhaseMix::from_json(nlohmann::json{{"steps", 1},
+                                                       {"mix", {{"tasks", 1.0}, {"repeat", 1.0}}},
+                                                       {"context_min", 128},
+                                                       {"context_max", 256},
+                                                       {"haystack_joined", 1.0},
+                                                       {"haystack_joined_rows", "tasks"}},
+                                    "cfg");
+  ASSERT_TRUE(tasks_only.is_ok()) << tasks_only.status().to_string();
+  std::mt19937_64 rng(23);
+  int task_rows = 0, repeat_rows = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto s = sample_from_phase(rng, *tasks_only);
+    ASSERT_TRUE(s.is_ok());
+    const bool repeat = std::count(s->tokens.begin(), s->tokens.end(), tasks::kRepeatId) > 0;
+    const std::set<std::string>& want = repeat ? single : joined;
+    for (const std::string& f : filler_of(*s)) EXPECT_TRUE(want.count(f)) << (repeat ? "repeat row: " : "task row: ") << f;
+    (repeat ? repeat_rows : task_rows) += 1;
+  }
+  EXPECT_GT(task_rows, 5);
+  EXPECT_GT(repeat_rows, 5);
+  auto bad_rows = PhaseMix::from_json(
+      nlohmann::json{{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"haystack_joined", 0.5}, {"haystack_joined_rows", "repeat"}},
+      "cfg");
+  ASSERT_FALSE(bad_rows.is_ok());
+  EXPECT_NE(bad_rows.status().message().find("haystack_joined_rows must be"), std::string::npos);
+  auto repeat_only = PhaseMix::from_json(
+      nlohmann::json{{"steps", 1}, {"mix", {{"repeat", 1.0}}}, {"haystack_joined", 0.5}, {"haystack_joined_rows", "tasks"}},
+      "cfg");
+  EXPECT_FALSE(repeat_only.is_ok());
+
   auto no_contexts =
       PhaseMix::from_json(nlohmann::json{{"steps", 1}, {"mix", {{"recall", 1.0}}}, {"haystack_joined", 0.5}}, "cfg");
   ASSERT_FALSE(no_contexts.is_ok());

@@ -422,6 +422,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.isolate_queries = j.value("isolate_queries", p.isolate_queries);
     p.repeat_drop_openers = j.value("repeat_drop_openers", p.repeat_drop_openers);
     p.haystack_joined = j.value("haystack_joined", p.haystack_joined);
+    const std::string joined_rows = j.value("haystack_joined_rows", std::string("all"));
+    if (joined_rows != "all" && joined_rows != "tasks") {
+      return invalid_argument(origin + ": haystack_joined_rows must be \"all\" or \"tasks\", got \"" + joined_rows +
+                              "\"");
+    }
+    p.haystack_joined_tasks_only = joined_rows == "tasks";
   } catch (const nlohmann::json::exception& e) {
     return invalid_argument(origin + ": phase '" + p.name + "': " + e.what());
   }
@@ -459,8 +465,9 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
   if (!(p.haystack_joined >= 0 && p.haystack_joined <= 1)) {
     return invalid_argument(where + "haystack_joined must lie in [0, 1] (a share of the task and reconstruction contexts)");
   }
-  if (p.haystack_joined > 0 && p.w_task <= 0 && p.w_repeat <= 0) {
-    return invalid_argument(where + "haystack_joined needs task or reconstruction rows in the mix (tasks or repeat > 0)");
+  if (p.haystack_joined > 0 && p.w_task <= 0 && (p.w_repeat <= 0 || p.haystack_joined_tasks_only)) {
+    return invalid_argument(where + "haystack_joined needs task or reconstruction rows in the mix (tasks or repeat > 0; " +
+                            "tasks with haystack_joined_rows \"tasks\")");
   }
   const ContextDropOptions& drop = p.context_drop;
   if (drop.share < 0 || drop.share > 1 || drop.max_rate < 0 || drop.max_rate > 1) {
@@ -531,7 +538,8 @@ Result<TrainingSequence> sample_from_phase(std::mt19937_64& rng, const PhaseMix&
     return sample_task(rng, task, length, draw_facts(rng, task, length, p.facts_max), p.qa_per_sequence,
                        p.context_weight, p.answer_separator, p.answer_restate, p.multivalue_order, haystack);
   }
-  return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight, haystack);
+  return sample_repeat(rng, task, length, p.repeat_chunk, p.context_weight,
+                       p.haystack_joined_tasks_only ? tasks::HaystackKind::kShort : haystack);
 }
 
 }  // namespace proxykv::training

@@ -197,6 +197,11 @@ struct PhaseMix {
   // model that learns the pairs needs those words once per 9-16. Config key "haystack_joined"; 0 by default (no
   // draw, so older configs rebuild the same data).
   double haystack_joined = 0;
+  // Config key "haystack_joined_rows": "all" (default; task and reconstruction rows) or "tasks" (task rows only;
+  // reconstruction rows keep the short haystack). Why: trained on joined reconstruction rows, the target learned to
+  // read each joined sentence's second half from the cache, and KVzip's share of the context it needs rose
+  // (bench/RESULTS.md, sixteenth session, k19); task rows alone teach answering over a joined haystack.
+  bool haystack_joined_tasks_only = false;
   // > 0: this phase's learning rate, constant after a linear warm-up over its first min(50, steps) steps, instead
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.
