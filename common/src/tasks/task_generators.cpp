@@ -163,8 +163,9 @@ const Haystack& haystack(HaystackKind kind, int64_t budget) {
   return *short_sentences;
 }
 
-// Indices of filler sentences whose words add up to the largest total <= budget that sentences can make (budget
-// itself whenever it is 0 or at least the shortest sentence, since lengths 4..8 all occur). Each step draws
+// Indices of the haystack's sentences whose words add up to the largest total <= budget that they can make (with the
+// short sentences, lengths 4..8, budget itself whenever it is 0 or at least 4; haystack() hands the joined ones only
+// budgets they make exactly). Each step draws
 // uniformly among the sentences that keep the rest reachable, so a long haystack is a uniform random sequence.
 std::vector<int> draw_filler(const Haystack& h, int64_t budget, std::mt19937_64& rng) {
   const std::vector<char> reachable = reachable_lengths(h, budget);
