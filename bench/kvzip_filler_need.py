@@ -8,7 +8,7 @@ sentence plus every non-filler word but the fact template's `number`, `for`, `is
 KVzip scores leave at <= 0.08 kept at keep 0.3): what this target's reconstruction reads, per
 `bench/kvzip_fact_keep.py` and the table below, and the share if one entry per sentence sufficed. With --labels DIR (what `proxykv make-mapper-data` wrote for that
 file) it also prints, at token level and keep --rho, the kept share of filler words by their place in the sentence,
-and of each sentence's first identifying word (the shortest prefix no other sentence shares).
+and of each sentence's first identifying word (the shortest prefix no other sentence of its haystack shares).
 
 With --joined the file is read as the joined haystack's (`make-tasks --haystack joined`: sentence k without its
 ".", then "and", then sentence k + 1); the kept shares then also count the second half's first two words
@@ -68,10 +68,12 @@ def main():
     ap.add_argument("--joined", action="store_true")
     a = ap.parse_args()
     sents = sentences()
+    kind_of = {tuple(s): sents for s in sents}  # the sentences a sentence's identifying word is unique among
     half2 = {}
     if a.joined:
         # Short sentences stay in the list: a budget joined sentences cannot make is filled with them.
         joined_sents, half2 = joined(sents)
+        kind_of.update({tuple(s): joined_sents for s in joined_sents})
         sents = joined_sents + sents
     ctxs = [json.loads(line) for line in open(a.jsonl)]
     need, least, parsed = defaultdict(list), [], []
@@ -106,7 +108,8 @@ def main():
                 for i in range(2):
                     kept[f"half 2 word {i + 1}"] += (p + 2 + h + i) in top
                     total[f"half 2 word {i + 1}"] += 1
-            k = next(k for k in range(1, len(m) + 1) if sum(1 for s in sents if s[:k] == m[:k]) == 1)
+            same_kind = kind_of[tuple(m)]
+            k = next(k for k in range(1, len(m) + 1) if sum(1 for s in same_kind if s[:k] == m[:k]) == 1)
             kept["identifying word"] += (p + 2 + k - 1) in top
             total["identifying word"] += 1
     print(f"kept share of filler words at keep {a.rho}, token level, by place in the sentence:")

@@ -17,7 +17,7 @@ struct MakeTasksArgs {
   int queries = 4;
   int n = 1;
   uint64_t seed = 0;
-  std::string haystack = "short";
+  std::string haystack = tasks::haystack_kind_name(tasks::HaystackKind::kShort);
   std::string out;
 };
 
@@ -76,7 +76,8 @@ void register_make_tasks(CLI::App& app) {
                   "filler sentences: short (40 sentences of 4-8 words) or joined (the same 40 in fixed pairs, "
                   "9-16 words; docs/tasks.md)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"short", "joined"}));
+      ->check(CLI::IsMember({tasks::haystack_kind_name(tasks::HaystackKind::kShort),
+                              tasks::haystack_kind_name(tasks::HaystackKind::kJoined)}));
   cmd->add_option("--out", args->out, "output JSONL file")->required();
   on_run(cmd, [args] { return run_make_tasks(*args); });
 }

@@ -152,23 +152,18 @@ std::vector<char> reachable_lengths(const Haystack& h, int64_t budget) {
   return reachable;
 }
 
-// The sentences a context of `budget` filler words is drawn from. The joined sentences (9-16 words) cannot make
-// budgets of 1-8 or 17 words; those take the short sentences, so the length rule stays the short haystack's.
-const Haystack& haystack(HaystackKind kind, int64_t budget) {
+const Haystack& sentences_of(HaystackKind kind) {
   static const auto* const short_sentences = new Haystack(make_haystack(filler_sentences()));
   static const auto* const joined = new Haystack(make_haystack(joined_filler_sentences()));
-  if (kind == HaystackKind::kJoined && reachable_lengths(*joined, budget)[static_cast<std::size_t>(budget)]) {
-    return *joined;
-  }
-  return *short_sentences;
+  return kind == HaystackKind::kJoined ? *joined : *short_sentences;
 }
 
 // Indices of the haystack's sentences whose words add up to the largest total <= budget that they can make (with the
-// short sentences, lengths 4..8, budget itself whenever it is 0 or at least 4; haystack() hands the joined ones only
-// budgets they make exactly). Each step draws
-// uniformly among the sentences that keep the rest reachable, so a long haystack is a uniform random sequence.
-std::vector<int> draw_filler(const Haystack& h, int64_t budget, std::mt19937_64& rng) {
-  const std::vector<char> reachable = reachable_lengths(h, budget);
+// short sentences, lengths 4..8, budget itself whenever it is 0 or at least 4; build_context hands the joined ones
+// only budgets they make exactly). `reachable` is reachable_lengths(h, budget). Each step draws uniformly among the
+// sentences that keep the rest reachable, so a long haystack is a uniform random sequence.
+std::vector<int> draw_filler(const Haystack& h, const std::vector<char>& reachable, int64_t budget,
+                             std::mt19937_64& rng) {
   int64_t gap = budget;
   while (!reachable[gap]) --gap;
 
@@ -192,8 +187,16 @@ std::string build_context(const std::vector<Sentence>& facts, int64_t length_tok
                           std::mt19937_64& rng) {
   int64_t fact_words = 0;
   for (const Sentence& fact : facts) fact_words += static_cast<int64_t>(fact.size());
-  const Haystack& h = haystack(kind, length_tokens - fact_words);
-  const std::vector<int> filler = draw_filler(h, length_tokens - fact_words, rng);
+  const int64_t budget = length_tokens - fact_words;
+  // The joined sentences (9-16 words) cannot make budgets of 1-8 or 17 words; those take the short sentences, so
+  // the length rule stays the short haystack's.
+  const Haystack* h = &sentences_of(kind);
+  std::vector<char> reachable = reachable_lengths(*h, budget);
+  if (!reachable[static_cast<std::size_t>(budget)] && kind == HaystackKind::kJoined) {
+    h = &sentences_of(HaystackKind::kShort);
+    reachable = reachable_lengths(*h, budget);
+  }
+  const std::vector<int> filler = draw_filler(*h, reachable, budget, rng);
 
   std::vector<uint64_t> boundaries(facts.size());
   for (uint64_t& b : boundaries) b = uniform_below(rng, filler.size() + 1);
@@ -207,7 +210,7 @@ std::string build_context(const std::vector<Sentence>& facts, int64_t length_tok
       words.insert(words.end(), facts[next_fact].begin(), facts[next_fact].end());
       ++next_fact;
     }
-    if (i < filler.size()) words.insert(words.end(), h.sentences[filler[i]].begin(), h.sentences[filler[i]].end());
+    if (i < filler.size()) words.insert(words.end(), h->sentences[filler[i]].begin(), h->sentences[filler[i]].end());
   }
   return join(words);
 }
@@ -397,8 +400,9 @@ const char* haystack_kind_name(HaystackKind kind) {
 }
 
 Result<HaystackKind> parse_haystack_kind(std::string_view name) {
-  if (name == "short") return HaystackKind::kShort;
-  if (name == "joined") return HaystackKind::kJoined;
+  for (const HaystackKind kind : {HaystackKind::kShort, HaystackKind::kJoined}) {
+    if (name == haystack_kind_name(kind)) return kind;
+  }
   return invalid_argument("haystack must be \"short\" or \"joined\", got \"" + std::string(name) + "\"");
 }
 

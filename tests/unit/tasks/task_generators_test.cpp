@@ -135,14 +135,18 @@ TEST(TaskGeneratorsTest, EveryAnswerIsDerivableFromTheContext) {
   }
 }
 
+std::set<std::string> joined_set() {
+  return std::set<std::string>(joined_filler_sentences().begin(), joined_filler_sentences().end());
+}
+
 std::set<std::string> joined_or_short() {
-  std::set<std::string> out(filler_sentences().begin(), filler_sentences().end());
-  out.insert(joined_filler_sentences().begin(), joined_filler_sentences().end());
+  std::set<std::string> out = joined_set();
+  out.insert(filler_sentences().begin(), filler_sentences().end());
   return out;
 }
 
 TEST(TaskGeneratorsTest, JoinedHaystackHoldsOnlyJoinedSentencesAndTheSameFacts) {
-  const std::set<std::string> joined(joined_filler_sentences().begin(), joined_filler_sentences().end());
+  const std::set<std::string> joined = joined_set();
   for (const std::string& task : task_families()) {
     for (const int64_t length : {256, 1000}) {
       SCOPED_TRACE(task + " at " + std::to_string(length));
@@ -186,8 +190,7 @@ TEST(TaskGeneratorsTest, JoinedHaystackFillsWhatItCannotWithShortSentences) {
       const ContextFacts facts = read_context(context.context, joined_or_short());
       EXPECT_TRUE(facts.errors.empty()) << facts.errors.front();
       EXPECT_EQ(facts.words, leftover >= 1 && leftover <= 3 ? 22 : length) << "length " << length;
-      const ContextFacts as_joined = read_context(
-          context.context, std::set<std::string>(joined_filler_sentences().begin(), joined_filler_sentences().end()));
+      const ContextFacts as_joined = read_context(context.context, joined_set());
       const bool joined_fits = leftover <= 3 || (leftover >= 9 && leftover != 17);
       EXPECT_EQ(as_joined.errors.empty(), joined_fits) << "length " << length;
     }

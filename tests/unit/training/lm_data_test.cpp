@@ -473,6 +473,7 @@ TEST(LmData, RepeatSequenceCopiesTheContext) {
 // The filler sentences of a drawn row's context (the words between <ctx> and </ctx>, cut after each "."; facts, which
 // hold a key or a digit, left out).
 std::vector<std::string> filler_of(const TrainingSequence& s) {
+  static const int32_t kFullStop = tasks::family_token_id(".");
   const auto begin = std::find(s.tokens.begin(), s.tokens.end(), tasks::kCtxId) + 1;
   const auto end = std::find(begin, s.tokens.end(), tasks::kCtxEndId);
   std::vector<std::string> out;
@@ -481,7 +482,7 @@ std::vector<std::string> filler_of(const TrainingSequence& s) {
   for (auto it = begin; it != end; ++it) {
     sentence.push_back(*it);
     fact = fact || *it >= tasks::kFirstDigitId;  // digits, keys and values come after the filler words
-    if (tasks::family_decode({*it}) == ".") {
+    if (*it == kFullStop) {
       if (!fact) out.push_back(tasks::family_decode(sentence));
       sentence.clear();
       fact = false;
