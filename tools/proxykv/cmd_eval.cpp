@@ -33,6 +33,7 @@ struct EvalArgs {
   int64_t limit = 0;
   int64_t max_answer_tokens = 48;
   std::vector<int64_t> whole_layers;  // diagnostic: layers kept whole
+  std::vector<std::string> whole_words;  // diagnostic: words whose context tokens are kept everywhere
   RuntimeOptions runtime;
 };
 
@@ -83,6 +84,11 @@ Status run_eval(const EvalArgs& args) {
     }
   }
   options.whole_layers = args.whole_layers;
+  for (const std::string& word : args.whole_words) {
+    const std::optional<int32_t> id = tokenizer.token_to_id(word);
+    if (!id) return invalid_argument("--whole-words: '" + word + "' is not a token of the target's tokenizer");
+    options.whole_token_ids.push_back(*id);
+  }
   options.record_answers = !args.answers.empty();
   PROXYKV_ASSIGN_OR_RETURN(options.level, scoring::parse_selection_level(args.level));
   options.head_floor = args.head_floor;
@@ -185,6 +191,10 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--max-answer-tokens", args->max_answer_tokens, "greedy decoding budget per query");
   cmd->add_option("--whole-layers", args->whole_layers,
                   "diagnostic: layers that keep their whole cache under every method (comma-separated)")
+      ->delimiter(',');
+  cmd->add_option("--whole-words", args->whole_words,
+                  "diagnostic: words (tokens) whose context entries every method keeps in every layer and head, "
+                  "beyond its budget (comma-separated)")
       ->delimiter(',');
   args->runtime.add_to(cmd);
   on_run(cmd, [args] { return run_eval(*args); });

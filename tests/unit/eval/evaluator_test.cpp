@@ -90,6 +90,53 @@ TEST(Evaluator, KeepingEverythingChangesNoAnswerAndBytesFollowTheRatio) {
   }
 }
 
+// whole_token_ids (the --whole-words diagnostic): the listed tokens keep their entries in every row beyond the
+// method's budget. Every token of the vocabulary listed gives the full cache back: the full answers and bytes; one
+// word listed keeps exactly its positions on top of the selection.
+TEST(Evaluator, WholeTokensKeepTheirEntriesBeyondTheBudget) {
+  auto model = tiny_family_model();
+  Tokenizer tok = family_tokenizer();
+  auto contexts = tasks::generate_tasks(tasks::TaskSpec{"kv_retrieval", 200, 8, 4, 2, 7});
+  ASSERT_TRUE(contexts.is_ok());
+  auto run = [&](std::vector<int64_t> ids) {
+    EvalOptions opts;
+    opts.methods = {"full", "random"};
+    opts.ratios = {0.2};
+    opts.whole_token_ids = std::move(ids);
+    auto ev = Evaluator::create(*model, tok, opts);
+    EXPECT_TRUE(ev.is_ok()) << ev.status().to_string();
+    auto report = ev->run(*contexts);
+    EXPECT_TRUE(report.is_ok()) << report.status().to_string();
+    std::map<std::string, nlohmann::json> by;
+    const nlohmann::json j = report->to_json();
+    for (const auto& row : j["summary"]) by[row["method"].get<std::string>()] = row;
+    return by;
+  };
+  std::vector<int64_t> every;
+  for (int64_t id = 0; id < tok.vocab_size(); ++id) every.push_back(id);
+  auto all = run(every);
+  EXPECT_DOUBLE_EQ(all["random"]["fidelity"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(all["random"]["kv_bytes"].get<double>(), all["full"]["kv_bytes"].get<double>());
+
+  const int64_t dot = *tok.token_to_id(".");
+  auto plain = run({}), with_dot = run({dot});
+  int64_t dots = 0, T = 0;
+  for (const auto& ctx : *contexts) {
+    Evaluator ev = std::move(Evaluator::create(*model, tok, EvalOptions{}).value());
+    const at::Tensor prompt = ev.context_prompt(ctx.context);
+    dots += prompt.eq(dot).sum().item<int64_t>();
+    T += prompt.size(0);
+  }
+  // Per (layer, KV head) entry bytes are the full cache's bytes over its tokens; the dots the random selection
+  // already kept are not counted twice, so the extra is at most the dots and at least the dots it had dropped.
+  const double per_token = all["full"]["kv_bytes"].get<double>() * contexts->size() / T;
+  const double extra = (with_dot["random"]["kv_bytes"].get<double>() - plain["random"]["kv_bytes"].get<double>()) *
+                       contexts->size() / per_token;
+  EXPECT_GT(extra, 0.0);
+  EXPECT_LE(extra, dots + 1e-6);
+  EXPECT_GE(extra, 0.7 * dots);  // random keep 0.2: about 0.8 of the dots were dropped
+}
+
 // record_answers: one answer per (context, method, ratio, query), in that order, each with its question and expected
 // answers, graded as the report counts it; without it, none are kept.
 // The shipped target (models/target) answers these short kv_retrieval queries, so the per-row counts compared below

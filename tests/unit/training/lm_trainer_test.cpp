@@ -191,6 +191,28 @@ TEST(ContextDrop, ScorerDropsWhatItsSelectionOfTheModelEvicts) {
     }
   }
 
+  // With layers, the selection evicts only there: the listed layers drop what it does not keep, the others nothing.
+  {
+    ContextDropOptions options;
+    options.share = 1.0;
+    options.min_rate = options.max_rate = 0.7;
+    options.scorer = "kvzip";
+    options.level = "token";
+    options.layers = {1};
+    std::mt19937_64 rng(3);
+    auto mask = scored_drop_mask(*model, {other, task}, T, options, rng);
+    ASSERT_TRUE(mask.is_ok()) << mask.status().to_string();
+    ASSERT_TRUE(mask->defined());
+    const at::Tensor kept = kvzip_kept(*model, std::vector<int32_t>(task.begin(), task.begin() + n), 0.3,
+                                       scoring::SelectionLevel::kToken);  // [L, H, n]
+    const at::Tensor m = mask->select(1, 1);                              // [L, H, T, T]
+    EXPECT_FALSE(m.select(0, 0).any().item<bool>());                      // layer 0 keeps everything
+    EXPECT_TRUE(m.select(0, 1).any().item<bool>());
+    for (int64_t i = n; i < T; ++i) {
+      EXPECT_TRUE(at::equal(m.select(0, 1).select(1, i).narrow(1, 0, n), kept.select(0, 1).logical_not())) << i;
+    }
+  }
+
   // share 0 picks no row: nothing dropped, no mask.
   ContextDropOptions off;
   off.scorer = "kvzip";
@@ -599,7 +621,8 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   ASSERT_FALSE(c.is_ok());
   EXPECT_NE(c.status().message().find("until_copy_loss"), std::string::npos);
 
-  // context_drop_scorer: a scorer that evicts, a known level, a keep ratio above 0, and no random-draw options.
+  // context_drop_scorer: a scorer that evicts, a known level, a keep ratio above 0, and no random-draw options
+  // (context_drop_layers is not one: it limits the scorer's eviction to those layers).
   auto scorer_phase = [](const json& extra) {
     json cfg = tiny_config("/tmp/x", 10);
     cfg["phases"][0]["context_drop_share"] = 0.5;
@@ -616,6 +639,9 @@ TEST(TrainLmConfig, ErrorsNameTheProblem) {
   auto with_repeat = scorer_phase({{"context_drop_repeat", true}});
   ASSERT_TRUE(with_repeat.is_ok()) << with_repeat.status().to_string();
   EXPECT_TRUE(with_repeat->phases[0].context_drop.repeat);
+  auto with_layers = scorer_phase({{"context_drop_layers", {0}}});
+  ASSERT_TRUE(with_layers.is_ok()) << with_layers.status().to_string();
+  EXPECT_EQ(with_layers->phases[0].context_drop.layers, (std::vector<int64_t>{0}));
   bad = tiny_config("/tmp/x", 10);
   bad["phases"][0]["context_drop_repeat"] = true;  // no dropout in the phase: nothing to apply it to
   c = TrainLmConfig::from_json(bad, "cfg.json");

@@ -163,6 +163,17 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
             kept = at::arange(T, at::kLong);
           }
         }
+        if (!options_.whole_token_ids.empty()) {
+          const at::Tensor forced = at::isin(prompt, at::tensor(options_.whole_token_ids, at::kLong));
+          for (auto& layer : keep.keep) {
+            for (at::Tensor& kept : layer) {
+              at::Tensor mask = forced.clone();
+              mask.index_fill_(0, kept, true);
+              keep.kept += mask.sum().item<int64_t>() - kept.numel();
+              kept = mask.nonzero().view({-1});
+            }
+          }
+        }
         if (want_kvzip_recall) {
           row.recall_vs_kvzip_sum += scoring::keep_recall(keep, kvzip_sets.at(rho), T);
           row.recall_count += 1;

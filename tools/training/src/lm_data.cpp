@@ -489,9 +489,9 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
       return invalid_argument(where + "context_drop_scorer needs context_drop_share > 0 and context_drop_max < 1 " +
                               "(a keep ratio 1 - rate above 0)");
     }
-    if (drop.facts || drop.structure || drop.whole_tokens || !drop.layers.empty()) {
+    if (drop.facts || drop.structure || drop.whole_tokens) {
       return invalid_argument(where + "context_drop_scorer decides every entry itself; it takes none of " +
-                              "context_drop_facts, _structure, _tokens, _layers");
+                              "context_drop_facts, _structure, _tokens (_layers limits its eviction to those layers)");
     }
   }
   if (p.recall_facts_min < 1 || p.recall_facts_max < p.recall_facts_min) {

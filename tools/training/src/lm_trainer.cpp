@@ -349,7 +349,12 @@ Result<at::Tensor> scored_drop_mask(const DecoderLM& model, const std::vector<st
     model.prefill(prompt, cache, popts);
     PROXYKV_ASSIGN_OR_RETURN(const at::Tensor scores, scorer->finish(model, cache, prompt));
     PROXYKV_ASSIGN_OR_RETURN(const scoring::KeepSet keep, scoring::select_entries(scores, 1.0 - rate, level, so.n_sink));
-    const at::Tensor dropped = keep.mask(n).logical_not();  // [L, H, n]
+    at::Tensor dropped = keep.mask(n).logical_not();  // [L, H, n]
+    if (!options.layers.empty()) {  // only the listed layers are thinned; the others keep the whole context
+      at::Tensor thinned = at::zeros({L, 1, 1}, at::kBool);
+      for (int64_t l : options.layers) thinned[l] = true;
+      dropped = dropped & thinned;
+    }
     if (!dropped.any().item<bool>()) continue;
     cols.select(1, b).narrow(-1, 0, n).copy_(dropped.unsqueeze(2));
     after.select(1, b).narrow(2, n, T - n).fill_(true);

@@ -39,6 +39,9 @@ struct EvalOptions {
   // Diagnostic: these layers keep their whole cache whatever the method selects (kv_bytes counts them), to find
   // which layers' eviction costs the accuracy. Empty (default): every layer is compressed.
   std::vector<int64_t> whole_layers;
+  // Diagnostic: context tokens with one of these ids keep their entries in every (layer, KV head) whatever the
+  // method selects (beyond the budget; kv_bytes counts them), to find which words' eviction costs the accuracy.
+  std::vector<int64_t> whole_token_ids;
   // Keep every query's answer text in EvalReport::answers (`proxykv eval --answers`), to read how a method fails.
   bool record_answers = false;
 };
