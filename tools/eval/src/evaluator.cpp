@@ -123,6 +123,10 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
       PROXYKV_ASSIGN_OR_RETURN(scores[m], scorers[m]->finish(*target_, cache, prompt));
       score_s[m] += seconds(t0);
     }
+    // --whole-words: the context positions every selection keeps on top (once per context, not per method x ratio).
+    const at::Tensor forced = options_.whole_token_ids.empty()
+                                  ? at::Tensor()
+                                  : at::isin(prompt, at::tensor(options_.whole_token_ids, at::kLong));
     std::map<double, scoring::KeepSet> kvzip_sets;
     if (want_kvzip_recall) {
       const size_t k = std::find(options_.methods.begin(), options_.methods.end(), "kvzip") - options_.methods.begin();
@@ -163,8 +167,7 @@ Result<EvalReport> Evaluator::run(const std::vector<tasks::TaskContext>& context
             kept = at::arange(T, at::kLong);
           }
         }
-        if (!options_.whole_token_ids.empty()) {
-          const at::Tensor forced = at::isin(prompt, at::tensor(options_.whole_token_ids, at::kLong));
+        if (forced.defined()) {
           for (auto& layer : keep.keep) {
             for (at::Tensor& kept : layer) {
               at::Tensor mask = forced.clone();
