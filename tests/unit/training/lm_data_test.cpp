@@ -576,6 +576,12 @@ TEST(LmData, PhaseFromJsonValidates) {
   EXPECT_FALSE(bad.is_ok());
   bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"context_min", 1}}, "cfg");
   EXPECT_FALSE(bad.is_ok());
+  auto set = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"multivalue_order", "set"}}, "cfg");
+  ASSERT_TRUE(set.is_ok()) << set.status().to_string();
+  EXPECT_EQ(set->multivalue_order, MultivalueOrder::kSet);
+  bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"multivalue_order", "sorted"}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().to_string().find("\"set\""), std::string::npos);
 }
 
 
@@ -704,6 +710,57 @@ TEST(LmData, MultivalueOrderShuffledPermutesEachAnswer) {
     ++answers;
   }
   EXPECT_EQ(answers, 6);
+}
+
+// multivalue_order "set": the tokens of "shuffled" (same draw), plus, at each digit of a number, that digit of every
+// number not yet written whose earlier digits agree, as also right; nothing else (the restated key, "and", <eos>,
+// the last number's digits) has an alternative. The reference walks the decoded answer's strings.
+TEST(LmData, MultivalueOrderSetAcceptsEveryNumberNotYetWritten) {
+  int with_alternatives = 0;
+  for (uint64_t seed = 40; seed < 60; ++seed) {
+    std::mt19937_64 shuf_rng(seed), set_rng(seed);
+    auto shuf = sample_task(shuf_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kShuffled);
+    auto set = sample_task(set_rng, "niah_multivalue", 300, 4, 1, 0.1f, "and", true, MultivalueOrder::kSet);
+    ASSERT_TRUE(shuf.is_ok() && set.is_ok());
+    EXPECT_EQ(shuf->tokens, set->tokens);
+    EXPECT_EQ(shuf->weights, set->weights);
+    EXPECT_TRUE(shuf->also_right.empty());
+    const auto a = std::find(set->tokens.begin(), set->tokens.end(), tasks::kAnswerId) - set->tokens.begin();
+    const std::vector<std::string> got =
+        answer_numbers(tasks::family_decode({set->tokens.begin() + a + 1, set->tokens.end() - 1}));
+    ASSERT_EQ(got.size(), 4u);
+    // Expected (position, token) pairs: the answer is <a> kA is N1 and N2 and N3 and N4 <eos>, one token per word.
+    std::set<std::pair<int32_t, int32_t>> want;
+    int32_t pos = static_cast<int32_t>(a) + 3;  // N1's first digit
+    for (size_t j = 0; j < got.size(); ++j) {
+      const std::vector<std::string> left(got.begin() + static_cast<std::ptrdiff_t>(j), got.end());
+      for (size_t c = 0; c < got[j].size(); c += 2, ++pos) {  // "d d d d": a digit every other character
+        for (const auto& other : left) {
+          if (other.compare(0, c, got[j], 0, c) == 0 && other[c] != got[j][c]) {
+            want.emplace(pos, tasks::family_encode(std::string(1, other[c])).at(0));
+          }
+        }
+      }
+      ++pos;  // "and", or <eos> after the last
+    }
+    const std::set<std::pair<int32_t, int32_t>> have(set->also_right.begin(), set->also_right.end());
+    EXPECT_EQ(have.size(), set->also_right.size()) << "no pair twice";
+    EXPECT_EQ(have, want) << tasks::family_decode({set->tokens.begin() + a + 1, set->tokens.end()});
+    with_alternatives += !want.empty();
+  }
+  EXPECT_EQ(with_alternatives, 20);  // four numbers of four random digits: the first digits differ nearly always
+
+  // The drill too: every also-right token is a digit inside an answer, after <a>.
+  std::mt19937_64 rng(7);
+  const TrainingSequence d = sample_multi_recall(rng, 12, 6, 0.1f, 4, MultivalueOrder::kSet);
+  EXPECT_FALSE(d.also_right.empty());
+  const auto sep = std::find(d.tokens.begin(), d.tokens.end(), tasks::kSepId) - d.tokens.begin();
+  for (const auto& [i, t] : d.also_right) {
+    EXPECT_GT(i, sep);
+    EXPECT_EQ(d.weights[i], 1.f);
+    const auto is_digit = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstKeyId; };
+    EXPECT_TRUE(is_digit(d.tokens[i]) && is_digit(t)) << i;
+  }
 }
 
 TEST(LmData, MultiRecallListsEveryNumberOfTheKeyInContextOrder) {

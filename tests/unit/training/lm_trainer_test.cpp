@@ -81,6 +81,31 @@ TEST(TrainLm, LossGoesDownOnATinyRun) {
   fs::remove_all(dir);
 }
 
+// answer_nll: -log p(target) without sets; with (row, position, token) triples, -log of the summed probability of
+// the target and those tokens at that position, the other positions unchanged; naming the target itself, or a token
+// twice, adds nothing. Reference: the sums written out on random log-probabilities.
+TEST(TrainLm, AnswerNllScoresASetByItsSummedProbability) {
+  at::manual_seed(3);
+  const at::Tensor logp = at::log_softmax(at::randn({2, 5, 7}), -1);
+  const at::Tensor targets = at::randint(0, 7, {2, 5}, at::kLong);
+  const at::Tensor plain = answer_nll(logp, targets, {});
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t i = 0; i < 5; ++i) {
+      EXPECT_FLOAT_EQ(plain[b][i].item<float>(), -logp[b][i][targets[b][i].item<int64_t>()].item<float>());
+    }
+  }
+  const int64_t t12 = targets[1][2].item<int64_t>();
+  const int64_t u = (t12 + 1) % 7, v = (t12 + 3) % 7;
+  const at::Tensor set = answer_nll(logp, targets, {{1, 2, u}, {1, 2, v}, {1, 2, t12}, {1, 2, u}, {0, 4, 6}});
+  const auto p = [&](int64_t b, int64_t i, int64_t t) { return std::exp(logp[b][i][t].item<double>()); };
+  EXPECT_NEAR(set[1][2].item<double>(), -std::log(p(1, 2, t12) + p(1, 2, u) + p(1, 2, v)), 1e-5);
+  const int64_t t04 = targets[0][4].item<int64_t>();
+  EXPECT_NEAR(set[0][4].item<double>(), -std::log(p(0, 4, t04) + (t04 == 6 ? 0 : p(0, 4, 6))), 1e-5);
+  const at::Tensor others = at::ones({2, 5}, at::kBool).index_put_({1, 2}, false).index_put_({0, 4}, false);
+  EXPECT_TRUE(at::allclose(set.masked_select(others), plain.masked_select(others)));
+  EXPECT_LT(set[1][2].item<float>(), plain[1][2].item<float>());
+}
+
 // init_from starts a run from a trained model's weights (a pruned target, for the proxy); a model of another shape
 // is refused.
 TEST(TrainLm, InitFromStartsFromTheGivenWeights) {

@@ -232,10 +232,50 @@ void order_answers(std::mt19937_64& rng, MultivalueOrder order, std::vector<std:
       std::reverse(answers.begin(), answers.end());
       return;
     case MultivalueOrder::kShuffled:
+    case MultivalueOrder::kSet:
       // Fisher-Yates with the file's own draw (std::shuffle's draws differ between standard libraries, and a config
       // with a seed must rebuild the same model).
       for (size_t i = answers.size(); i > 1; --i) std::swap(answers[i - 1], answers[uniform_below(rng, i)]);
       return;
+  }
+}
+
+// Pushes a niah_multivalue answer (`answers` in the order written, joined as compose_answer joins them) with loss 1
+// and, under kSet, the tokens also right at each of its positions: at a number's d-th digit, that digit of every
+// number not yet written that agrees with the current number's first d digits. The key restated before the numbers,
+// the separators and the numbers' order are teacher-forced as before; a number written twice in the expected list
+// counts twice.
+void push_multivalue_answer(TrainingSequence& s, const std::string& question, const std::vector<std::string>& answers,
+                            const std::string& separator, bool restate, MultivalueOrder order) {
+  const std::vector<int32_t> all =
+      tasks::family_encode(compose_answer("niah_multivalue", question, answers, separator, restate));
+  const size_t start = s.tokens.size();
+  push_words(s, all, 1.f);
+  if (order != MultivalueOrder::kSet) return;
+  std::vector<std::vector<int32_t>> numbers;
+  size_t number_tokens = 0;
+  for (const auto& a : answers) {
+    numbers.push_back(tasks::family_encode(a));
+    number_tokens += numbers.back().size();
+  }
+  const size_t sep = separator.empty() ? 0 : tasks::family_encode(separator).size();
+  const size_t tail = number_tokens + sep * (numbers.empty() ? 0 : numbers.size() - 1);
+  size_t pos = start + all.size() - tail;  // the first number's first token (after a restated "kA is")
+  std::vector<std::vector<int32_t>> left = numbers;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    const auto& current = numbers[i];
+    for (size_t d = 0; d < current.size(); ++d, ++pos) {
+      std::vector<int32_t> also;
+      for (const auto& other : left) {
+        if (other.size() <= d || !std::equal(current.begin(), current.begin() + d, other.begin())) continue;
+        if (other[d] != current[d] && std::find(also.begin(), also.end(), other[d]) == also.end()) {
+          also.push_back(other[d]);
+        }
+      }
+      for (int32_t t : also) s.also_right.emplace_back(static_cast<int32_t>(pos), t);
+    }
+    left.erase(std::find(left.begin(), left.end(), current));
+    pos += sep;
   }
 }
 
@@ -285,10 +325,7 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     for (const auto& number : numbers[k]) answers.push_back(tasks::family_decode(number));
     order_answers(rng, order, answers);
     // The answer a niah_multivalue task context is trained on (answer_restate, "and" between the numbers).
-    push_words(s,
-               tasks::family_encode(compose_answer("niah_multivalue", tasks::family_decode(question), answers, "and",
-                                                   /*restate=*/true)),
-               1.f);
+    push_multivalue_answer(s, tasks::family_decode(question), answers, "and", /*restate=*/true, order);
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -333,8 +370,12 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     push_words(s, tasks::family_encode(q.question), context_weight);
     push(s, tasks::kAnswerId, context_weight);
     std::vector<std::string> answers = q.answers;
-    if (task == "niah_multivalue") order_answers(rng, multivalue_order, answers);
-    push_words(s, tasks::family_encode(compose_answer(task, q.question, answers, answer_separator, restate)), 1.f);
+    if (task == "niah_multivalue") {
+      order_answers(rng, multivalue_order, answers);
+      push_multivalue_answer(s, q.question, answers, answer_separator, restate, multivalue_order);
+    } else {
+      push_words(s, tasks::family_encode(compose_answer(task, q.question, answers, answer_separator, restate)), 1.f);
+    }
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -401,12 +442,13 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.answer_separator = j.value("answer_separator", p.answer_separator);
     p.answer_restate = j.value("answer_restate", p.answer_restate);
     const std::string mv_order = j.value("multivalue_order", std::string("context"));
-    if (mv_order != "context" && mv_order != "reverse" && mv_order != "shuffled") {
-      return invalid_argument(origin + ": multivalue_order must be \"context\", \"reverse\" or \"shuffled\", got \"" +
+    if (mv_order != "context" && mv_order != "reverse" && mv_order != "shuffled" && mv_order != "set") {
+      return invalid_argument(origin + ": multivalue_order must be \"context\", \"reverse\", \"shuffled\" or \"set\", got \"" +
                               mv_order + "\"");
     }
     p.multivalue_order = mv_order == "reverse"    ? MultivalueOrder::kReverse
                          : mv_order == "shuffled" ? MultivalueOrder::kShuffled
+                         : mv_order == "set"      ? MultivalueOrder::kSet
                                                   : MultivalueOrder::kContext;
     p.facts_max = j.value("facts_max", p.facts_max);
     p.context_drop.share = j.value("context_drop_share", p.context_drop.share);

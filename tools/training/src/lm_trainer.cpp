@@ -84,6 +84,24 @@ double lr_at(const TrainLmConfig& c, const Schedule& schedule, int64_t step) {
 
 }  // namespace
 
+at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
+                      const std::vector<std::array<int64_t, 3>>& also_right) {
+  if (also_right.empty()) return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+  // -log of the set's probability: logsumexp over the allowed tokens of log p (one token: its own log p exactly).
+  at::Tensor allowed = at::zeros(logp.sizes(), logp.options().dtype(at::kBool));
+  allowed.scatter_(-1, targets.unsqueeze(-1), true);
+  const auto n = static_cast<int64_t>(also_right.size());
+  at::Tensor index = at::empty({n, 3}, at::kLong);
+  auto ix = index.accessor<int64_t, 2>();
+  for (int64_t k = 0; k < n; ++k) {
+    for (int c = 0; c < 3; ++c) ix[k][c] = also_right[k][c];
+  }
+  index = index.to(logp.device());
+  allowed.index_put_({index.select(1, 0), index.select(1, 1), index.select(1, 2)},
+                     at::ones({n}, allowed.options()));
+  return -logp.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).logsumexp(-1);
+}
+
 double learning_rate_at(const TrainLmConfig& config, int64_t step) { return lr_at(config, Schedule(config), step); }
 
 namespace {
@@ -91,6 +109,7 @@ namespace {
 struct Batch {
   at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)
   at::Tensor key_drop;                          // forward_batch's context dropout mask, or undefined
+  std::vector<std::array<int64_t, 3>> also_right;  // (row, position in targets, token): answer_nll's sets
   int64_t tokens = 0;
 };
 
@@ -117,6 +136,10 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
       tok[b][i] = seqs[b].tokens[i];
       w[b][i] = seqs[b].weights[i];
       if (i < seqs[b].copied.size()) cp[b][i] = seqs[b].copied[i];
+    }
+    // targets[:, j] is tokens[:, j + 1]: a sequence's position i is the targets' i - 1 (position 0 has no loss).
+    for (const auto& [i, token] : seqs[b].also_right) {
+      if (i > 0) batch.also_right.push_back({b, static_cast<int64_t>(i) - 1, static_cast<int64_t>(token)});
     }
     batch.tokens += static_cast<int64_t>(seqs[b].tokens.size());
   }
@@ -576,7 +599,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
 
     at::Tensor logits = model->forward_batch(batch.inputs, batch.key_drop);
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
-    at::Tensor nll = -logp.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
+    at::Tensor nll = answer_nll(logp, batch.targets, batch.also_right);
     at::Tensor loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
     const double n_copied = batch.copied.sum().item<double>();
     if (n_copied > 0) {

@@ -23,6 +23,10 @@ struct TrainingSequence {
   // copied span after its first token. The trainer's copy loss (mean loss over these) says whether the
   // induction circuit has formed: ~ln(512) = 6.2 before, below 1 after.
   std::vector<uint8_t> copied;
+  // Set-scored answers only (MultivalueOrder::kSet; empty elsewhere): (position, token) pairs that are right at that
+  // position besides tokens[position]. The trainer scores such a position by the probability of the set,
+  // -log(p(tokens[i]) + sum p(also-right tokens)), instead of the teacher-forced token's alone.
+  std::vector<std::pair<int32_t, int32_t>> also_right;
 };
 
 // Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
@@ -60,7 +64,10 @@ TrainingSequence sample_var_recall(std::mt19937_64& rng, int statements, int que
                                    int value_digits = 4, double chain_share = 0);
 
 // The order of the numbers in a niah_multivalue training answer (PhaseMix::multivalue_order).
-enum class MultivalueOrder { kContext, kReverse, kShuffled };
+// kSet: written in a fresh random order (kShuffled's draw, so the same tokens), but every number not yet written
+// is right at each number's start (TrainingSequence::also_right): the answer is scored as a set, and the stop
+// (`<eos>`) is trained only where every number has been written.
+enum class MultivalueOrder { kContext, kReverse, kShuffled, kSet };
 
 // Dense multi-value recall, niah_multivalue's skill without the filler: `statements` niah facts "the magic number
 // for kA is d d d d ." over a few keys (each statement reuses a key drawn so far with probability 1/2, so a key has
@@ -175,6 +182,10 @@ struct PhaseMix {
   // walk the key's facts and repeat them (bench/RESULTS.md, fifteenth session); with the order random, the loss at
   // each number is least for a prediction spread over the numbers not yet written, so it rewards knowing which
   // ones were written, the ability multivalue lacks.
+  // "set" (eighteenth session): shuffled, scored as a set. Why: under "shuffled" the teacher-forced number's
+  // probability is pushed to 1 while it is one of several right ones, so the loss splits the mass and `<eos>` won
+  // greedy decoding (k18 stopped after one number); scored as a set, the numbers not yet written share a target of 1
+  // and every one already written, or `<eos>` before the last, is wrong.
   MultivalueOrder multivalue_order = MultivalueOrder::kContext;
   int facts_max = 0;             // > 0: at most this many facts (chains for variable_tracking) per task context
   // Context dropout (eviction-robust training), from the config keys context_drop_share, _min, _max, _facts,

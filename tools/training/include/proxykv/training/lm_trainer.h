@@ -1,6 +1,7 @@
 // train-lm: trains a tiny-family decoder (proxy or target) with the curriculum of TASKS.md.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <iosfwd>
 #include <map>
@@ -49,6 +50,11 @@ struct TrainLmResult {
 // then cosine decay to min_lr_ratio over the whole schedule; a phase with its own `lr` holds that rate after a
 // warm-up over its first min(50, steps) steps.
 double learning_rate_at(const TrainLmConfig& config, int64_t step);
+// The loss of each target: -log p(target) from `logp` [B, T, V] (log-probabilities) and `targets` [B, T]; at the
+// (row, position, token) triples of `also_right` (TrainingSequence::also_right, in the targets' frame) those
+// tokens are right too, and the position's loss is -log of the summed probability of its right tokens.
+at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
+                      const std::vector<std::array<int64_t, 3>>& also_right);
 
 // Trains, writing checkpoints to out_dir/checkpoint and the final model (config.json, model.safetensors,
 // tokenizer.json) to out_dir. With `resume`, continues from out_dir/checkpoint when it exists: batches are a
