@@ -106,6 +106,33 @@ TEST(TrainLm, AnswerNllScoresASetByItsSummedProbability) {
   EXPECT_LT(set[1][2].item<float>(), plain[1][2].item<float>());
 }
 
+// The batch's triples point at the targets that predict the row's also-right positions: targets[b][j] is the row's
+// token j + 1. A set-scored row of a real sample: each triple's target is a digit of the answer, the triple's token
+// another digit.
+TEST(TrainLm, AlsoRightTriplesAreInTheTargetsFrame) {
+  TrainingSequence a, b;
+  a.tokens = {2, 10, 11, 12};
+  b.tokens = {2, 20, 21};
+  b.also_right = {{2, 30}, {1, 31}};
+  const auto t = also_right_in_targets({a, b});
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0], (std::array<int64_t, 3>{1, 1, 30}));
+  EXPECT_EQ(t[1], (std::array<int64_t, 3>{1, 0, 31}));
+
+  std::mt19937_64 rng(5);
+  auto row = sample_task(rng, "niah_multivalue", 200, 4, 2, 0.1f, "and", true, MultivalueOrder::kSet);
+  ASSERT_TRUE(row.is_ok());
+  const std::vector<int32_t>& tok = row->tokens;
+  const auto is_digit = [](int64_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstKeyId; };
+  const auto triples = also_right_in_targets({*row});
+  ASSERT_FALSE(triples.empty());
+  for (const auto& [r, j, token] : triples) {
+    EXPECT_EQ(r, 0);
+    EXPECT_TRUE(is_digit(tok[j + 1]) && is_digit(token)) << j;
+    EXPECT_NE(tok[j + 1], token);
+  }
+}
+
 // init_from starts a run from a trained model's weights (a pruned target, for the proxy); a model of another shape
 // is refused.
 TEST(TrainLm, InitFromStartsFromTheGivenWeights) {

@@ -84,6 +84,17 @@ double lr_at(const TrainLmConfig& c, const Schedule& schedule, int64_t step) {
 
 }  // namespace
 
+std::vector<std::array<int64_t, 3>> also_right_in_targets(const std::vector<TrainingSequence>& rows) {
+  std::vector<std::array<int64_t, 3>> out;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    // targets[:, j] is tokens[:, j + 1]: a row's position i is the targets' i - 1 (position 0 has no loss).
+    for (const auto& [i, token] : rows[b].also_right) {
+      if (i > 0) out.push_back({static_cast<int64_t>(b), static_cast<int64_t>(i) - 1, static_cast<int64_t>(token)});
+    }
+  }
+  return out;
+}
+
 at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
                       const std::vector<std::array<int64_t, 3>>& also_right) {
   if (also_right.empty()) return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
@@ -137,14 +148,11 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
       w[b][i] = seqs[b].weights[i];
       if (i < seqs[b].copied.size()) cp[b][i] = seqs[b].copied[i];
     }
-    // targets[:, j] is tokens[:, j + 1]: a sequence's position i is the targets' i - 1 (position 0 has no loss).
-    for (const auto& [i, token] : seqs[b].also_right) {
-      if (i > 0) batch.also_right.push_back({b, static_cast<int64_t>(i) - 1, static_cast<int64_t>(token)});
-    }
     batch.tokens += static_cast<int64_t>(seqs[b].tokens.size());
   }
   batch.inputs = tokens.narrow(1, 0, T - 1);
   batch.targets = tokens.narrow(1, 1, T - 1);
+  batch.also_right = also_right_in_targets(seqs);
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
   std::vector<std::vector<int32_t>> rows;  // the masks below read the rows' tokens

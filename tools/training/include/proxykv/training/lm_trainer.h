@@ -55,6 +55,9 @@ double learning_rate_at(const TrainLmConfig& config, int64_t step);
 // tokens are right too, and the position's loss is -log of the summed probability of its right tokens.
 at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
                       const std::vector<std::array<int64_t, 3>>& also_right);
+// The also-right tokens of a batch's rows in the frame of its targets (targets[:, j] is the row's token j + 1, so a
+// row's position i becomes j = i - 1), as answer_nll takes them: (row, j, token).
+std::vector<std::array<int64_t, 3>> also_right_in_targets(const std::vector<TrainingSequence>& rows);
 
 // Trains, writing checkpoints to out_dir/checkpoint and the final model (config.json, model.safetensors,
 // tokenizer.json) to out_dir. With `resume`, continues from out_dir/checkpoint when it exists: batches are a
