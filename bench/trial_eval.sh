@@ -115,7 +115,7 @@ if [[ "$only" != fresh ]]; then
   for n in "${names[@]}"; do
     for f in "${mv_files[@]}"; do
       a="$out/$n-$f.answers.jsonl"
-      [[ -s "$a" ]] && python3 bench/multivalue_answers.py "$a"
+      if [[ -s "$a" ]]; then python3 bench/multivalue_answers.py "$a"; fi
     done
   done
 fi
