@@ -25,6 +25,7 @@
 #include "proxykv/tensor/safetensors.h"
 #include "proxykv/tensor/torch_tensor.h"
 #include "proxykv/training/mapper_data.h"
+#include "proxykv/model/threads.h"
 
 namespace proxykv::cli {
 namespace {
@@ -138,7 +139,7 @@ Status run(const std::string& config_path) {
   } catch (const json::exception& e) {
     return invalid_argument(config_path + ": " + e.what());
   }
-  if (threads > 0) at::set_num_threads(threads);
+  set_compute_threads(threads);
   json train_manifest, val_manifest;
   PROXYKV_ASSIGN_OR_RETURN(auto train, load_sample_dirs(train_dirs, &train_manifest));
   PROXYKV_ASSIGN_OR_RETURN(auto val, load_sample_dirs(val_dirs, &val_manifest));

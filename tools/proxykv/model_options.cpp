@@ -1,4 +1,5 @@
 #include "model_options.h"
+#include "proxykv/model/threads.h"
 
 #include <filesystem>
 
@@ -7,7 +8,7 @@
 namespace proxykv::cli {
 
 void RuntimeOptions::apply() const {
-  if (threads > 0) at::set_num_threads(threads);
+  set_compute_threads(threads);
 }
 
 Status copy_tokenizer(const std::string& from_dir, const std::string& to_dir) {

@@ -23,6 +23,7 @@
 #include "proxykv/scoring/selection.h"
 #include "proxykv/tasks/task_suite.h"
 #include "proxykv/tasks/vocabulary.h"
+#include "proxykv/model/threads.h"
 
 namespace proxykv::training {
 namespace {
@@ -530,7 +531,7 @@ Status check_curriculum(const TrainLmConfig& c, const json& state, const std::st
 }  // namespace
 
 Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream& progress, int64_t stop_after) {
-  if (c.threads > 0) at::set_num_threads(c.threads);
+  set_compute_threads(c.threads);
   PROXYKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::from_json(c.model_config, "model"));
   LoadOptions load{c.device, "float32"};
   std::error_code ec;
