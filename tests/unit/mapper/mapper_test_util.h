@@ -2,7 +2,6 @@
 // synthetic (proxy features, target labels) data.
 #pragma once
 
-#include <dlfcn.h>
 
 #include <cstdint>
 #include <vector>
@@ -14,18 +13,15 @@
 
 #include "proxykv/mapper/hybrid_axial_mapper.h"
 #include "proxykv/mapper/mapper_trainer.h"
+#include "proxykv/model/threads.h"
 
 namespace proxykv::mapper::testing {
 
-// OpenBLAS (Debian's LibTorch BLAS) keeps its own thread pool beside LibTorch's; on a busy 2-core machine its
-// spinning threads double the wall time. Reached through dlsym so the tests need not link OpenBLAS themselves.
+// One thread for LibTorch and for OpenBLAS's own pool (Debian's LibTorch BLAS; proxykv/model/threads.h): on a busy
+// 2-core machine the spinning BLAS threads double the wall time.
 class SingleThreadEnvironment : public ::testing::Environment {
  public:
-  void SetUp() override {
-    at::set_num_threads(1);
-    using SetThreads = void (*)(int);
-    if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
-  }
+  void SetUp() override { set_compute_threads(1); }
 };
 
 inline at::Generator make_gen(uint64_t seed) {
