@@ -312,7 +312,10 @@ std::vector<int64_t> DecoderLM::answer(const at::Tensor& question, KvCache& cach
   return out;
 }
 
-at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key_drop) const {
+at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key_drop, at::Tensor* attention,
+                                    int64_t attention_layer) const {
+  if (attention_layer < 0) attention_layer = spec_.num_layers - 1;
+  TORCH_CHECK(attention == nullptr || attention_layer < spec_.num_layers, "forward_batch: no layer ", attention_layer);
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t H = spec_.num_heads, Hkv = spec_.num_kv_heads, D = spec_.head_dim, G = spec_.group_size();
   const int64_t qd = spec_.q_dim(), kvd = spec_.kv_dim();
@@ -342,7 +345,9 @@ at::Tensor DecoderLM::forward_batch(const at::Tensor& ids, const at::Tensor& key
       const at::Tensor drop = drop_all.size(0) == 1 ? drop_all[0] : drop_all[l];  // [B|1, Hkv|1, T|1, T]
       scores = scores.masked_fill(drop.unsqueeze(2), -std::numeric_limits<float>::infinity());
     }
-    at::Tensor attn = at::matmul(at::softmax(scores, -1).to(vv.scalar_type()), vv);  // [B, Hkv, G, T, D]
+    at::Tensor probs = at::softmax(scores, -1);
+    if (attention != nullptr && l == attention_layer) *attention = probs.view({B, H, T, T});
+    at::Tensor attn = at::matmul(probs.to(vv.scalar_type()), vv);  // [B, Hkv, G, T, D]
     attn = attn.view({B, H, T, D}).transpose(1, 2).reshape({B, T, qd});
     x = x + (w.b_o.defined() ? at::linear(attn, w.w_o, w.b_o) : at::linear(attn, w.w_o));
     x = x + mlp(w, rms_norm(x, w.post_norm));

@@ -430,6 +430,102 @@ TEST(LmData, AnswerRestateCopiesEachFactAsTheContextStatesIt) {
   }
 }
 
+// copy_from of the recall drill: every queried value token has one pair, whose source is that token's place in the
+// queried key's own fact. Reference: the fact found by scanning the context for the query's key.
+TEST(LmData, RecallCopySourcesPointIntoTheQueriedKeysFact) {
+  for (const bool sentences : {false, true}) {
+    for (const int digits : {0, 4}) {
+      std::mt19937_64 rng(17);
+      const TrainingSequence s = sample_recall(rng, 12, 6, 0.1f, sentences, digits);
+      const auto& t = s.tokens;
+      const auto sep = std::find(t.begin(), t.end(), tasks::kSepId) - t.begin();
+      const int value_len = digits > 0 ? digits : 1;
+      ASSERT_EQ(s.copy_from.size(), static_cast<size_t>(6 * value_len));
+      for (size_t k = 0; k < s.copy_from.size(); ++k) {
+        const auto [pos, src] = s.copy_from[k];
+        const int d = static_cast<int>(k) % value_len;
+        // the query's key: before "?" and "<a>" with sentences, right before the value otherwise
+        const int32_t key = t[pos - d - (sentences ? 3 : 1)];
+        ASSERT_GE(key, tasks::kFirstKeyId);
+        ASSERT_LT(key, tasks::kFirstValueId);
+        int64_t fact = -1;
+        for (int64_t i = 1; i < sep; ++i) {
+          if (t[i] == key) fact = i;
+        }
+        ASSERT_GE(fact, 0);
+        EXPECT_EQ(src, fact + (sentences ? 2 : 1) + d) << sentences << " " << digits << " " << k;
+        EXPECT_EQ(t[src], t[pos]);
+        EXPECT_EQ(s.weights[pos], 1.f);
+      }
+    }
+  }
+}
+
+// copy_from of task rows: only restated niah answers have sources; each is the same token, inside the context, at
+// the end of "KEY is" + its number up to it, KEY the answer's key: every digit of every answer gets one, a
+// multivalue number after "and" too.
+TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
+  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
+  for (const char* task : {"niah_single", "niah_multiquery", "niah_multivalue", "kv_retrieval"}) {
+    std::mt19937_64 rng(23);
+    auto row = sample_task(rng, task, 300, 4, 3, 0.1f, "and", true);
+    ASSERT_TRUE(row.is_ok()) << task;
+    const auto& t = row->tokens;
+    const int64_t ctx_end = std::find(t.begin(), t.end(), tasks::kCtxEndId) - t.begin();
+    for (const auto& [pos, src] : row->copy_from) {
+      ASSERT_GT(src, 1);
+      ASSERT_LT(src, ctx_end) << task;
+      EXPECT_EQ(t[src], t[pos]) << task;
+      // the source ends "KEY is" + the current number up to pos
+      int64_t run = pos;
+      while (t[run - 1] >= tasks::kFirstDigitId && t[run - 1] < tasks::kFirstKeyId) --run;
+      int64_t key_at = pos;
+      while (!is_key(t[key_at])) --key_at;
+      const int64_t digits = pos - run + 1;
+      EXPECT_TRUE(std::equal(t.begin() + run, t.begin() + pos + 1, t.begin() + src - digits + 1)) << task;
+      EXPECT_EQ(t[src - digits], t[key_at + 1]) << task;
+      EXPECT_EQ(t[src - digits - 1], t[key_at]) << task;
+    }
+    const auto questions = static_cast<size_t>(std::count(t.begin(), t.end(), tasks::kAnswerId));
+    ASSERT_GE(questions, 1u);
+    if (std::string(task) == "kv_retrieval") {
+      EXPECT_TRUE(row->copy_from.empty());  // not restated: no key in the answer
+    } else {
+      // every digit of every answer (random 4-digit numbers: each "kA is N" stands once in this context)
+      size_t answer_digits = 0;
+      for (size_t i = ctx_end; i < t.size(); ++i) {
+        answer_digits += row->weights[i] == 1.f && t[i] >= tasks::kFirstDigitId && t[i] < tasks::kFirstKeyId;
+      }
+      EXPECT_EQ(row->copy_from.size(), answer_digits) << task;
+      EXPECT_GE(row->copy_from.size(), questions * 4u) << task;
+    }
+  }
+  // The multi-value drill: every number's digits come from the fact of the question's key that states it.
+  for (const MultivalueOrder order : {MultivalueOrder::kContext, MultivalueOrder::kSet}) {
+    std::mt19937_64 drill_rng(29);
+    const TrainingSequence d = sample_multi_recall(drill_rng, 12, 4, 0.1f, 4, order);
+    const int64_t sep = std::find(d.tokens.begin(), d.tokens.end(), tasks::kSepId) - d.tokens.begin();
+    size_t answer_digits = 0;
+    for (size_t i = sep; i < d.tokens.size(); ++i) {
+      answer_digits += d.weights[i] == 1.f && d.tokens[i] >= tasks::kFirstDigitId && d.tokens[i] < tasks::kFirstKeyId;
+    }
+    EXPECT_EQ(d.copy_from.size(), answer_digits);
+    for (const auto& [pos, src] : d.copy_from) {
+      ASSERT_LT(src, sep);
+      EXPECT_EQ(d.tokens[src], d.tokens[pos]);
+      // the source's fact "kX is d d d d": its key is the question's
+      int64_t fact_key = src, question_key = pos;
+      while (!is_key(d.tokens[fact_key])) --fact_key;
+      while (d.tokens[question_key] != tasks::kAnswerId) --question_key;
+      EXPECT_EQ(d.tokens[fact_key], d.tokens[question_key - 2]);
+    }
+  }
+  std::mt19937_64 rng(23);
+  auto plain = sample_task(rng, "niah_single", 300, 4, 3, 0.1f, "and", false);
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_TRUE(plain->copy_from.empty());
+}
+
 TEST(LmData, FactsMaxCapsTheFactsOfTaskContexts) {
   static const int32_t kMagic = tasks::family_encode("magic").at(0);
   auto most_facts = [](int facts_max) {  // the largest fact count over many multivalue contexts of 1024 words
@@ -582,6 +678,16 @@ TEST(LmData, PhaseFromJsonValidates) {
   bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"multivalue_order", "sorted"}}, "cfg");
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().to_string().find("\"set\""), std::string::npos);
+  bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision", -1.0}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().to_string().find("attention_supervision"), std::string::npos);
+  bad = PhaseMix::from_json(
+      {{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision", 1.0}, {"context_drop_share", 0.5}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().to_string().find("context_drop_share"), std::string::npos);
+  bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision_heads", "some"}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().to_string().find("\"any\""), std::string::npos);
 }
 
 

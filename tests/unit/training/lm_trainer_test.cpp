@@ -133,6 +133,90 @@ TEST(TrainLm, AlsoRightTriplesAreInTheTargetsFrame) {
   }
 }
 
+// copy_attention_nll: -log(mean over heads of probs[row, h, query, key] + 1e-6), one value per pair; reference:
+// the indexing written out on random attention rows. copy_sources_in_inputs: the query is the input that predicts the
+// copied token (its position - 1).
+TEST(TrainLm, CopyAttentionNllReadsTheSourceColumnOfThePredictingRow) {
+  at::manual_seed(4);
+  const at::Tensor probs = at::softmax(at::randn({2, 3, 6, 6}), -1);
+  const std::vector<std::array<int64_t, 3>> pairs = {{0, 4, 1}, {1, 5, 2}, {1, 2, 0}};
+  const at::Tensor got = copy_attention_nll(probs, pairs);
+  ASSERT_EQ(got.numel(), 3);
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    double mean = 0;
+    for (int64_t h = 0; h < 3; ++h) mean += probs[pairs[k][0]][h][pairs[k][1]][pairs[k][2]].item<double>() / 3;
+    EXPECT_NEAR(got[k].item<double>(), -std::log(mean + 1e-6), 1e-5) << k;
+  }
+  const at::Tensor any = copy_attention_nll(probs, pairs, /*any_head=*/true);
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    double none = 1;
+    for (int64_t h = 0; h < 3; ++h) none *= 1 - probs[pairs[k][0]][h][pairs[k][1]][pairs[k][2]].item<double>();
+    EXPECT_NEAR(any[k].item<double>(), -std::log(1 - none + 1e-6), 1e-4) << k;
+  }
+  // one head on the source, the others elsewhere: "any" is (near) 0, "all" is log 3
+  at::Tensor one = at::zeros({1, 3, 2, 2});
+  one.index_put_({0, 0, 1, 0}, 1.0);
+  one.index_put_({0, 1, 1, 1}, 1.0);
+  one.index_put_({0, 2, 1, 1}, 1.0);
+  EXPECT_NEAR(copy_attention_nll(one, {{0, 1, 0}}, true).item<double>(), 0.0, 1e-5);
+  EXPECT_NEAR(copy_attention_nll(one, {{0, 1, 0}}, false).item<double>(), std::log(3.0), 1e-5);
+  TrainingSequence a, b;
+  a.tokens = {2, 10, 11, 12, 13};
+  b.tokens = {2, 20, 21, 22, 20};
+  b.copy_from = {{4, 1}};
+  const auto in = copy_sources_in_inputs({a, b});
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0], (std::array<int64_t, 3>{1, 3, 1}));
+}
+
+// attention_supervision on the recall drill: the attention loss on the copy sources falls on a tiny 2-layer run,
+// and the progress line reports it; a phase without it reports none.
+TEST(TrainLm, AttentionSupervisionLowersTheAttentionLoss) {
+  const fs::path dir = temp_dir("attn");
+  json j = tiny_config(dir.string(), 120);
+  j["model"]["num_hidden_layers"] = 2;
+  j["log_every"] = 20;
+  j["phases"] = json::array({{{"name", "drill"},
+                              {"steps", 120},
+                              {"batch", 16},
+                              {"mix", {{"recall", 1.0}}},
+                              {"recall_facts_min", 4},
+                              {"recall_facts_max", 8},
+                              {"attention_supervision", 1.0}}});
+  auto config = TrainLmConfig::from_json(j, "tiny");
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  std::ostringstream progress;
+  auto result = train_lm(*config, false, progress);
+  ASSERT_TRUE(result.is_ok()) << result.status().to_string();
+  std::vector<double> attn;
+  std::istringstream lines(progress.str());
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find(" attn_loss ");
+    if (at != std::string::npos) attn.push_back(std::stod(line.substr(at + 11)));
+  }
+  ASSERT_EQ(attn.size(), 6u) << progress.str();
+  EXPECT_LT(attn.back(), attn.front() - 0.5) << progress.str();
+  fs::remove_all(dir);
+
+  j["phases"][0]["attention_supervision"] = 0.0;
+  j["phases"][0]["steps"] = 20;
+  auto plain = TrainLmConfig::from_json(j, "tiny");
+  ASSERT_TRUE(plain.is_ok());
+  std::ostringstream quiet;
+  ASSERT_TRUE(train_lm(*plain, false, quiet).is_ok());
+  EXPECT_EQ(quiet.str().find("attn_loss"), std::string::npos);
+  fs::remove_all(dir);
+
+  j["phases"][0]["attention_supervision"] = 1.0;
+  j["phases"][0]["attention_supervision_layer"] = 2;  // a 2-layer model
+  auto missing = TrainLmConfig::from_json(j, "tiny");
+  ASSERT_TRUE(missing.is_ok());
+  auto refused = train_lm(*missing, false, quiet);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().to_string().find("attention_supervision_layer 2"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 // init_from starts a run from a trained model's weights (a pruned target, for the proxy); a model of another shape
 // is refused.
 TEST(TrainLm, InitFromStartsFromTheGivenWeights) {

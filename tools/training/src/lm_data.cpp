@@ -1,6 +1,7 @@
 #include "proxykv/training/lm_data.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -82,6 +83,46 @@ Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string&
   }
 }
 
+// TrainingSequence::copy_from for an answer at [answer_begin, end of s): a digit or value token at `pos` is a copy of
+// the same place in the one occurrence of the span "KEY is NUMBER" in the context, where KEY is the answer's last key
+// before pos, "is" the word after it, and NUMBER the whole run of digits or values around pos. So in "kA is 1 2 3 4
+// and 5 6 7 8" the 7 gets the 7 of the fact "kA is 5 6 7 8", whatever other numbers of kA start with 5 6. A token
+// with no key before it in the answer, or whose span is absent from the context or stands there twice, gets no
+// source.
+void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t context_end, int32_t answer_begin) {
+  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
+  const auto is_copyable = [](int32_t id) {
+    return (id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits) ||
+           (id >= tasks::kFirstValueId && id < tasks::kFirstValueId + tasks::kNumValues);
+  };
+  const auto& t = s.tokens;
+  const auto n = static_cast<int32_t>(t.size());
+  int32_t key_at = -1, run_start = -1;
+  std::vector<int32_t> pattern;
+  for (int32_t pos = answer_begin; pos < n; ++pos) {
+    if (is_key(t[pos])) key_at = pos;
+    if (!is_copyable(t[pos])) {
+      run_start = -1;
+      continue;
+    }
+    if (run_start < 0) run_start = pos;
+    if (key_at < 0 || key_at + 1 >= run_start) continue;
+    int32_t run_end = pos + 1;
+    while (run_end < n && is_copyable(t[run_end])) ++run_end;
+    pattern.assign({t[key_at], t[key_at + 1]});
+    pattern.insert(pattern.end(), t.begin() + run_start, t.begin() + run_end);
+    const auto span = static_cast<int32_t>(pattern.size());
+    int32_t found = -1, count = 0;
+    for (int32_t c = context_begin; c + span <= context_end && count < 2; ++c) {
+      if (std::equal(pattern.begin(), pattern.end(), t.begin() + c)) {
+        found = c + 2 + (pos - run_start);
+        ++count;
+      }
+    }
+    if (count == 1) s.copy_from.emplace_back(pos, found);
+  }
+}
+
 const std::string& pick_task(std::mt19937_64& rng, const std::vector<std::string>& allowed) {
   const auto& pool = allowed.empty() ? tasks::task_families() : allowed;
   return pool[uniform_below(rng, pool.size())];
@@ -128,6 +169,7 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
   push(s, tasks::kBosId, 0.f);
   std::vector<int32_t> keys;
   std::vector<std::vector<int32_t>> values;  // one value token, or value_digits digits
+  std::vector<int32_t> value_at;             // where each value starts in the context
   for (int i = 0; i < facts; ++i) {
     const int32_t k = add_fresh_key(rng, keys);
     std::vector<int32_t> value;
@@ -139,6 +181,7 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
     values.push_back(std::move(value));
     push(s, k, other_weight);
     if (sentences) push(s, kIs, other_weight);
+    value_at.push_back(static_cast<int32_t>(s.tokens.size()));
     push_words(s, values.back(), other_weight);
     if (sentences) push(s, kDot, other_weight);
   }
@@ -151,7 +194,10 @@ TrainingSequence sample_recall(std::mt19937_64& rng, int facts, int queries, flo
       push(s, kQuestionMark, other_weight);
       push(s, tasks::kAnswerId, other_weight);
     }
-    push_words(s, values[i], 1.f);
+    for (size_t d = 0; d < values[i].size(); ++d) {
+      s.copy_from.emplace_back(static_cast<int32_t>(s.tokens.size()), value_at[i] + static_cast<int32_t>(d));
+      push(s, values[i][d], 1.f);
+    }
   }
   return s;
 }
@@ -312,6 +358,7 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     push(s, kDot, other_weight);
     numbers[k].push_back(std::move(number));
   }
+  const auto context_end = static_cast<int32_t>(s.tokens.size());
   push(s, tasks::kSepId, other_weight);
   for (int q = 0; q < queries; ++q) {
     const size_t k = uniform_below(rng, keys.size());  // with replacement
@@ -325,7 +372,9 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     for (const auto& number : numbers[k]) answers.push_back(tasks::family_decode(number));
     order_answers(rng, order, answers);
     // The answer a niah_multivalue task context is trained on (answer_restate, "and" between the numbers).
+    const int32_t answer_begin = static_cast<int32_t>(s.tokens.size());
     push_multivalue_answer(s, tasks::family_decode(question), answers, "and", /*restate=*/true, order);
+    add_copy_sources(s, 1, context_end, answer_begin);
     push(s, tasks::kEosId, 1.f);
   }
   return s;
@@ -363,7 +412,9 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
   TrainingSequence s;
   push(s, tasks::kBosId, 0.f);
   push(s, tasks::kCtxId, 0.f);
+  const int32_t context_begin = static_cast<int32_t>(s.tokens.size());
   push_words(s, tasks::family_encode(ctx.context), context_weight);
+  const int32_t context_end = static_cast<int32_t>(s.tokens.size());
   push(s, tasks::kCtxEndId, context_weight);
   for (const auto& q : ctx.queries) {
     push(s, tasks::kQuestionId, context_weight);
@@ -372,9 +423,13 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
     std::vector<std::string> answers = q.answers;
     if (task == "niah_multivalue") {
       order_answers(rng, multivalue_order, answers);
+      const int32_t answer_begin = static_cast<int32_t>(s.tokens.size());
       push_multivalue_answer(s, q.question, answers, answer_separator, restate, multivalue_order);
+      add_copy_sources(s, context_begin, context_end, answer_begin);
     } else {
+      const int32_t answer_begin = static_cast<int32_t>(s.tokens.size());
       push_words(s, tasks::family_encode(compose_answer(task, q.question, answers, answer_separator, restate)), 1.f);
+      add_copy_sources(s, context_begin, context_end, answer_begin);
     }
     push(s, tasks::kEosId, 1.f);
   }
@@ -433,6 +488,13 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
     p.recall_multi = recall_template == "multi";
     p.recall_var_chains = j.value("recall_var_chains", p.recall_var_chains);
     p.lr = j.value("lr", p.lr);
+    p.attention_supervision = j.value("attention_supervision", p.attention_supervision);
+    p.attention_supervision_layer = j.value("attention_supervision_layer", p.attention_supervision_layer);
+    const std::string heads = j.value("attention_supervision_heads", std::string("all"));
+    if (heads != "all" && heads != "any") {
+      return invalid_argument(origin + ": attention_supervision_heads must be \"all\" or \"any\", got \"" + heads + "\"");
+    }
+    p.attention_supervision_any_head = heads == "any";
     p.context_min = j.value("context_min", p.context_min);
     p.context_max = j.value("context_max", p.context_max);
     p.tasks = j.value("tasks", std::vector<std::string>{});
@@ -512,6 +574,16 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
                             "tasks with haystack_joined_rows \"tasks\")");
   }
   const ContextDropOptions& drop = p.context_drop;
+  if (!(p.attention_supervision >= 0 && std::isfinite(p.attention_supervision))) {
+    return invalid_argument(where + "attention_supervision must be a finite weight >= 0");
+  }
+  if (p.attention_supervision_layer < -1) {
+    return invalid_argument(where + "attention_supervision_layer must be a layer index >= 0, or -1 for the last");
+  }
+  if (p.attention_supervision > 0 && drop.share > 0) {
+    return invalid_argument(where + "attention_supervision cannot be combined with context_drop_share > 0: the " +
+                            "dropout may hide the very source the attention is trained onto");
+  }
   if (drop.share < 0 || drop.share > 1 || drop.max_rate < 0 || drop.max_rate > 1) {
     return invalid_argument(where + "context_drop_share and context_drop_max must lie in [0, 1]");
   }

@@ -114,6 +114,31 @@ at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
   return -logp.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).logsumexp(-1);
 }
 
+std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<TrainingSequence>& rows) {
+  std::vector<std::array<int64_t, 3>> out;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    for (const auto& [pos, src] : rows[b].copy_from) out.push_back({static_cast<int64_t>(b), pos - 1, src});
+  }
+  return out;
+}
+
+at::Tensor copy_attention_nll(const at::Tensor& probs, const std::vector<std::array<int64_t, 3>>& pairs,
+                              bool any_head) {
+  const auto n = static_cast<int64_t>(pairs.size());
+  at::Tensor index = at::empty({n, 3}, at::kLong);
+  auto ix = index.accessor<int64_t, 2>();
+  for (int64_t k = 0; k < n; ++k) {
+    for (int c = 0; c < 3; ++c) ix[k][c] = pairs[k][c];
+  }
+  index = index.to(probs.device());
+  // probs[rows, :, queries, keys] -> [N, H]
+  const at::Tensor picked = probs.permute({0, 2, 3, 1}).index({index.select(1, 0), index.select(1, 1), index.select(1, 2)});
+  const at::Tensor p = picked.to(at::kFloat);
+  if (!any_head) return -(p.mean(1) + 1e-6).log();
+  const at::Tensor none = (1 - p.clamp_max(1 - 1e-6)).log().sum(1).exp();  // prod_h (1 - p_h)
+  return -(1 - none + 1e-6).log();
+}
+
 double learning_rate_at(const TrainLmConfig& config, int64_t step) { return lr_at(config, Schedule(config), step); }
 
 namespace {
@@ -122,6 +147,7 @@ struct Batch {
   at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)
   at::Tensor key_drop;                          // forward_batch's context dropout mask, or undefined
   std::vector<std::array<int64_t, 3>> also_right;  // (row, position in targets, token): answer_nll's sets
+  std::vector<std::array<int64_t, 3>> copy_sources;  // (row, query, key): copy_attention_nll's pairs, if supervised
   int64_t tokens = 0;
 };
 
@@ -154,6 +180,7 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
   batch.inputs = tokens.narrow(1, 0, T - 1);
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.also_right = also_right_in_targets(seqs);
+  if (phase.attention_supervision > 0) batch.copy_sources = copy_sources_in_inputs(seqs);
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
   std::vector<std::vector<int32_t>> rows;  // the masks below read the rows' tokens
@@ -576,6 +603,14 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
   } else {
     PROXYKV_ASSIGN_OR_RETURN(model, DecoderLM::random_init(spec, c.seed, c.init_std, load));
   }
+  for (const PhaseMix& p : c.phases) {
+    if (p.attention_supervision > 0 && p.attention_supervision_layer >= spec.num_layers) {
+      return invalid_argument("phase '" + p.name + "': attention_supervision_layer " +
+                              std::to_string(p.attention_supervision_layer) + " but the model has " +
+                              std::to_string(spec.num_layers) + " layers (0.." + std::to_string(spec.num_layers - 1) +
+                              ", or -1 for the last)");
+    }
+  }
   set_trainable(*model);
   torch::optim::AdamW opt(param_groups(*model, c.weight_decay),
                           torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}));
@@ -594,8 +629,8 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
   TrainLmResult result;
   auto t_start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
-  double loss_sum = 0, copy_sum = 0;
-  int64_t loss_count = 0, copy_count = 0;
+  double loss_sum = 0, copy_sum = 0, attention_sum = 0;
+  int64_t loss_count = 0, copy_count = 0, attention_count = 0;
   auto t_log = t_start;
   const int64_t stop_step = stop_after > 0 ? start_step + stop_after : std::numeric_limits<int64_t>::max();
   result.steps = start_step;
@@ -606,10 +641,20 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     const double lr = lr_at(c, schedule, step);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
-    at::Tensor logits = model->forward_batch(batch.inputs, batch.key_drop);
+    at::Tensor attention;
+    const bool supervised = !batch.copy_sources.empty();
+    at::Tensor logits = model->forward_batch(batch.inputs, batch.key_drop, supervised ? &attention : nullptr,
+                                             phase.attention_supervision_layer);
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
     at::Tensor nll = answer_nll(logp, batch.targets, batch.also_right);
-    at::Tensor loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
+    const at::Tensor lm_loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
+    at::Tensor loss = lm_loss;  // what is optimised; the progress line and result.losses report lm_loss
+    if (supervised) {
+      const at::Tensor attention_loss = copy_attention_nll(attention, batch.copy_sources, phase.attention_supervision_any_head).mean();
+      attention_sum += attention_loss.item<double>();
+      ++attention_count;
+      loss = loss + phase.attention_supervision * attention_loss;
+    }
     const double n_copied = batch.copied.sum().item<double>();
     if (n_copied > 0) {
       copy_sum += (nll.detach() * batch.copied).sum().item<double>() / n_copied;
@@ -620,7 +665,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     torch::nn::utils::clip_grad_norm_(model->weights().parameters(), c.clip);
     opt.step();
 
-    const double l = loss.item<double>();
+    const double l = lm_loss.item<double>();
     if (!std::isfinite(l)) return internal_error("loss is not finite at step " + std::to_string(step));
     result.losses.push_back(l);
     loss_sum += l;
@@ -640,11 +685,12 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
                << " elapsed " << format_duration(elapsed) << " ETA " << format_duration(eta);
       const double copy_loss = copy_count ? copy_sum / copy_count : -1;
       if (copy_count) progress << " copy_loss " << std::setprecision(3) << copy_loss;
+      if (attention_count) progress << " attn_loss " << std::setprecision(3) << attention_sum / attention_count;
       progress << std::endl;
       t_log = now;
       tokens_since = 0;
-      loss_sum = copy_sum = 0;
-      loss_count = copy_count = 0;
+      loss_sum = copy_sum = attention_sum = 0;
+      loss_count = copy_count = attention_count = 0;
       if (phase.until_copy_loss > 0 && copy_loss >= 0 && copy_loss < phase.until_copy_loss &&
           step + 1 < schedule.start_of(phase_index) + schedule.lengths[phase_index]) {
         schedule.lengths[phase_index] = step + 1 - schedule.start_of(phase_index);

@@ -87,7 +87,11 @@ class DecoderLM {
   // Returns logits [B, T, vocab] in the compute dtype. key_drop (optional, bool, broadcastable to
   // [layers, B, kv_heads, T, T]): true where query row i must not see key column j in that layer and KV head,
   // on top of the causal mask; what evicting entry j from that head's cache after position j does to later queries.
-  at::Tensor forward_batch(const at::Tensor& ids, const at::Tensor& key_drop = {}) const;
+  // attention (optional): receives layer `attention_layer`'s attention probabilities (-1: the last layer's)
+  // [B, num_heads, T, T] (float, query row by key column, in autograd's graph), for a training loss on where the
+  // model looks (PhaseMix::attention_supervision). The layer must exist.
+  at::Tensor forward_batch(const at::Tensor& ids, const at::Tensor& key_drop = {}, at::Tensor* attention = nullptr,
+                           int64_t attention_layer = -1) const;
 
  private:
   DecoderLM(ModelSpec spec, at::TensorOptions options, ModelWeights weights);

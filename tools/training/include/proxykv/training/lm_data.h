@@ -27,6 +27,13 @@ struct TrainingSequence {
   // position besides tokens[position]. The trainer scores such a position by the probability of the set,
   // -log(p(tokens[i]) + sum p(also-right tokens)), instead of the teacher-forced token's alone.
   std::vector<std::pair<int32_t, int32_t>> also_right;
+  // (position, source) pairs: the answer token at `position` is a copy of the context token at `source`
+  // (tokens[source] == tokens[position], source < position - 1). Filled by sample_recall for every queried value
+  // token, and by sample_task and sample_multi_recall for the digits of restated niah answers: each number's digits
+  // come from the one fact "kA is N" of the answer's key that states that number (none when that span is absent from
+  // the context or stands there twice). Empty elsewhere. PhaseMix::attention_supervision trains one layer's
+  // attention of the position that predicts the token (position - 1) onto its source.
+  std::vector<std::pair<int32_t, int32_t>> copy_from;
 };
 
 // Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
@@ -217,6 +224,21 @@ struct PhaseMix {
   // of the run's cosine (which runs over the whole schedule, so a phase appended to a finished run would start at
   // the cosine's floor). 0 (default): the cosine.
   double lr = 0;
+  // > 0: the weight of an attention loss on the rows' copy sources (TrainingSequence::copy_from): at the position
+  // that predicts a copied answer token, -log of the last layer's attention on the token's source, averaged over
+  // that layer's heads (lm_trainer.h: copy_attention_nll). Why: the 2-layer proxy never formed the circuit that
+  // fetches a number by its key from the next-token loss alone (bench/RESULTS.md, eighteenth session: p1's drill
+  // loss flat for 1800 steps); this tells its last layer where to look, as supervised attention does for alignment
+  // in translation. Evaluation is unchanged: the model still has to find the source from its own weights. Config
+  // key "attention_supervision"; 0 by default (no extra work). Refused with context dropout, which can hide the
+  // source.
+  double attention_supervision = 0;
+  // The layer whose attention attention_supervision trains; -1 (default): the last. Config key
+  // "attention_supervision_layer"; the trainer refuses a layer the model does not have.
+  int64_t attention_supervision_layer = -1;
+  // Config key "attention_supervision_heads": "all" (default: the mean over the layer's heads, so every head learns
+  // to look) or "any" (one head looking suffices; lm_trainer.h: copy_attention_nll). proxy-p2 ran with "all".
+  bool attention_supervision_any_head = false;
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };

@@ -43,7 +43,7 @@ struct TrainLmConfig {
 
 struct TrainLmResult {
   int64_t steps = 0;
-  std::vector<double> losses;  // one per step
+  std::vector<double> losses;  // one per step: the next-token loss (attention_supervision's term not included)
 };
 
 // The learning rate of `step` over the configured phase lengths (gated phases at their maximum): linear warm-up,
@@ -58,6 +58,16 @@ at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
 // The also-right tokens of a batch's rows in the frame of its targets (targets[:, j] is the row's token j + 1, so a
 // row's position i becomes j = i - 1), as answer_nll takes them: (row, j, token).
 std::vector<std::array<int64_t, 3>> also_right_in_targets(const std::vector<TrainingSequence>& rows);
+// The copy sources of a batch's rows in the frame of its inputs, as copy_attention_nll takes them: (row, query,
+// key), where query = position - 1 is the input that predicts the copied token and key = its source.
+std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<TrainingSequence>& rows);
+// The attention loss of PhaseMix::attention_supervision, from `probs` [B, H, T, T], one value per (row, query, key) of
+// `pairs` ([N], float), with p_h = probs[row, h, query, key]:
+// - all heads (any_head false): -log(mean_h p_h + 1e-6), least when every head looks at the source;
+// - any head (any_head true): -log(1 - prod_h (1 - p_h) + 1e-6), the "noisy or": least when at least one head looks
+//   at the source, so the layer's other heads stay free for other work.
+at::Tensor copy_attention_nll(const at::Tensor& probs, const std::vector<std::array<int64_t, 3>>& pairs,
+                              bool any_head = false);
 
 // Trains, writing checkpoints to out_dir/checkpoint and the final model (config.json, model.safetensors,
 // tokenizer.json) to out_dir. With `resume`, continues from out_dir/checkpoint when it exists: batches are a
