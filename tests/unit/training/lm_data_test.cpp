@@ -461,9 +461,9 @@ TEST(LmData, RecallCopySourcesPointIntoTheQueriedKeysFact) {
   }
 }
 
-// copy_from of task rows: only restated niah answers have sources; each is the same token, inside the context, at
-// the end of "KEY is" + its number up to it, KEY the answer's key: every digit of every answer gets one, a
-// multivalue number after "and" too.
+// copy_from of task rows: each source is the same token, inside the context, in "KEY is" + its number, KEY the
+// answer's key (kv_retrieval: the question's): every digit of every restated niah answer gets one, a multivalue
+// number after "and" too, and every kv value; variable_tracking's keys get none.
 TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
   const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
   for (const char* task : {"niah_single", "niah_multiquery", "niah_multivalue", "kv_retrieval"}) {
@@ -483,13 +483,14 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
       while (!is_key(t[key_at])) --key_at;
       const int64_t digits = pos - run + 1;
       EXPECT_TRUE(std::equal(t.begin() + run, t.begin() + pos + 1, t.begin() + src - digits + 1)) << task;
-      EXPECT_EQ(t[src - digits], t[key_at + 1]) << task;
+      EXPECT_EQ(t[src - digits], tasks::family_encode("is").at(0)) << task;
       EXPECT_EQ(t[src - digits - 1], t[key_at]) << task;
     }
     const auto questions = static_cast<size_t>(std::count(t.begin(), t.end(), tasks::kAnswerId));
     ASSERT_GE(questions, 1u);
     if (std::string(task) == "kv_retrieval") {
-      EXPECT_TRUE(row->copy_from.empty());  // not restated: no key in the answer
+      // not restated: the question's key; each value "vB" of "kA is vB ."
+      EXPECT_EQ(row->copy_from.size(), questions) << task;
     } else {
       // every digit of every answer (random 4-digit numbers: each "kA is N" stands once in this context)
       size_t answer_digits = 0;
@@ -521,9 +522,9 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
     }
   }
   std::mt19937_64 rng(23);
-  auto plain = sample_task(rng, "niah_single", 300, 4, 3, 0.1f, "and", false);
-  ASSERT_TRUE(plain.is_ok());
-  EXPECT_TRUE(plain->copy_from.empty());
+  auto vt = sample_task(rng, "variable_tracking", 300, 4, 3, 0.1f, "and", true);
+  ASSERT_TRUE(vt.is_ok());
+  EXPECT_TRUE(vt->copy_from.empty());  // keys, found by their number: no "kA is N" span
 }
 
 TEST(LmData, FactsMaxCapsTheFactsOfTaskContexts) {

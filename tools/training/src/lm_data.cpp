@@ -85,11 +85,13 @@ Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string&
 
 // TrainingSequence::copy_from for an answer at [answer_begin, end of s): a digit or value token at `pos` is a copy of
 // the same place in the one occurrence of the span "KEY is NUMBER" in the context, where KEY is the answer's last key
-// before pos, "is" the word after it, and NUMBER the whole run of digits or values around pos. So in "kA is 1 2 3 4
+// before pos (before the answer names one: the question's last key, as in kv_retrieval's "what is the value of kA ?
+// <a> vB") and NUMBER the whole run of digits or values around pos. So in "kA is 1 2 3 4
 // and 5 6 7 8" the 7 gets the 7 of the fact "kA is 5 6 7 8", whatever other numbers of kA start with 5 6. A token
 // with no key before it in the answer, or whose span is absent from the context or stands there twice, gets no
 // source.
 void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t context_end, int32_t answer_begin) {
+  static const int32_t kIs = tasks::family_encode("is").at(0);
   const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
   const auto is_copyable = [](int32_t id) {
     return (id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits) ||
@@ -98,6 +100,10 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
   const auto& t = s.tokens;
   const auto n = static_cast<int32_t>(t.size());
   int32_t key_at = -1, run_start = -1;
+  // Until the answer names a key: the question's last one (an answer that is not restated, as kv_retrieval's).
+  for (int32_t i = answer_begin - 1; i > context_end && t[i] != tasks::kQuestionId && key_at < 0; --i) {
+    if (is_key(t[i])) key_at = i;
+  }
   std::vector<int32_t> pattern;
   for (int32_t pos = answer_begin; pos < n; ++pos) {
     if (is_key(t[pos])) key_at = pos;
@@ -106,10 +112,10 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
       continue;
     }
     if (run_start < 0) run_start = pos;
-    if (key_at < 0 || key_at + 1 >= run_start) continue;
+    if (key_at < 0) continue;
     int32_t run_end = pos + 1;
     while (run_end < n && is_copyable(t[run_end])) ++run_end;
-    pattern.assign({t[key_at], t[key_at + 1]});
+    pattern.assign({t[key_at], kIs});
     pattern.insert(pattern.end(), t.begin() + run_start, t.begin() + run_end);
     const auto span = static_cast<int32_t>(pattern.size());
     int32_t found = -1, count = 0;

@@ -29,9 +29,10 @@ struct TrainingSequence {
   std::vector<std::pair<int32_t, int32_t>> also_right;
   // (position, source) pairs: the answer token at `position` is a copy of the context token at `source`
   // (tokens[source] == tokens[position], source < position - 1). Filled by sample_recall for every queried value
-  // token, and by sample_task and sample_multi_recall for the digits of restated niah answers: each number's digits
-  // come from the one fact "kA is N" of the answer's key that states that number (none when that span is absent from
-  // the context or stands there twice). Empty elsewhere. PhaseMix::attention_supervision trains one layer's
+  // token, and by sample_task and sample_multi_recall for the digits of restated niah answers and kv_retrieval's
+  // values: each number's digits come from the one fact "kA is N" of the answer's key (or, before the answer names
+  // one, the question's) that states that number (none when that span is absent from the context or stands there
+  // twice). Empty elsewhere (variable_tracking). PhaseMix::attention_supervision trains one layer's
   // attention of the position that predicts the token (position - 1) onto its source.
   std::vector<std::pair<int32_t, int32_t>> copy_from;
 };
