@@ -463,7 +463,7 @@ TEST(LmData, RecallCopySourcesPointIntoTheQueriedKeysFact) {
 
 // copy_from of task rows: each source is the same token, inside the context, in "KEY is" + its number, KEY the
 // answer's key (kv_retrieval: the question's): every digit of every restated niah answer gets one, a multivalue
-// number after "and" too, and every kv value; variable_tracking's keys get none.
+// number after "and" too, and every kv value; a key comes from the question, variable_tracking's from "var KEY =".
 TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
   const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
   for (const char* task : {"niah_single", "niah_multiquery", "niah_multivalue", "kv_retrieval"}) {
@@ -473,9 +473,14 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
     const auto& t = row->tokens;
     const int64_t ctx_end = std::find(t.begin(), t.end(), tasks::kCtxEndId) - t.begin();
     for (const auto& [pos, src] : row->copy_from) {
+      EXPECT_EQ(t[src], t[pos]) << task;
+      if (is_key(t[pos])) {  // from the question: after </ctx>, before the answer's <a>
+        ASSERT_GT(src, ctx_end) << task;
+        EXPECT_EQ(std::count(t.begin() + src, t.begin() + pos, tasks::kAnswerId), 1) << task;
+        continue;
+      }
       ASSERT_GT(src, 1);
       ASSERT_LT(src, ctx_end) << task;
-      EXPECT_EQ(t[src], t[pos]) << task;
       // the source ends "KEY is" + the current number up to pos
       int64_t run = pos;
       while (t[run - 1] >= tasks::kFirstDigitId && t[run - 1] < tasks::kFirstKeyId) --run;
@@ -495,7 +500,8 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
       // every digit of every answer (random 4-digit numbers: each "kA is N" stands once in this context)
       size_t answer_digits = 0;
       for (size_t i = ctx_end; i < t.size(); ++i) {
-        answer_digits += row->weights[i] == 1.f && t[i] >= tasks::kFirstDigitId && t[i] < tasks::kFirstKeyId;
+        answer_digits += row->weights[i] == 1.f &&
+                         ((t[i] >= tasks::kFirstDigitId && t[i] < tasks::kFirstKeyId) || is_key(t[i]));
       }
       EXPECT_EQ(row->copy_from.size(), answer_digits) << task;
       EXPECT_GE(row->copy_from.size(), questions * 4u) << task;
@@ -506,14 +512,19 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
     std::mt19937_64 drill_rng(29);
     const TrainingSequence d = sample_multi_recall(drill_rng, 12, 4, 0.1f, 4, order);
     const int64_t sep = std::find(d.tokens.begin(), d.tokens.end(), tasks::kSepId) - d.tokens.begin();
-    size_t answer_digits = 0;
+    size_t answer_tokens = 0;  // digits and the restated key
     for (size_t i = sep; i < d.tokens.size(); ++i) {
-      answer_digits += d.weights[i] == 1.f && d.tokens[i] >= tasks::kFirstDigitId && d.tokens[i] < tasks::kFirstKeyId;
+      answer_tokens += d.weights[i] == 1.f && ((d.tokens[i] >= tasks::kFirstDigitId && d.tokens[i] < tasks::kFirstKeyId) ||
+                                               is_key(d.tokens[i]));
     }
-    EXPECT_EQ(d.copy_from.size(), answer_digits);
+    EXPECT_EQ(d.copy_from.size(), answer_tokens);
     for (const auto& [pos, src] : d.copy_from) {
-      ASSERT_LT(src, sep);
       EXPECT_EQ(d.tokens[src], d.tokens[pos]);
+      if (is_key(d.tokens[pos])) {
+        EXPECT_EQ(d.tokens[src + 1], tasks::family_encode("?").at(0));  // the question's key
+        continue;
+      }
+      ASSERT_LT(src, sep);
       // the source's fact "kX is d d d d": its key is the question's
       int64_t fact_key = src, question_key = pos;
       while (!is_key(d.tokens[fact_key])) --fact_key;
@@ -524,7 +535,18 @@ TEST(LmData, TaskCopySourcesEndTheAnswersKeyAnchoredSpanInTheContext) {
   std::mt19937_64 rng(23);
   auto vt = sample_task(rng, "variable_tracking", 300, 4, 3, 0.1f, "and", true);
   ASSERT_TRUE(vt.is_ok());
-  EXPECT_TRUE(vt->copy_from.empty());  // keys, found by their number: no "kA is N" span
+  // every key of every chain answer, from the statement "var KEY = ..." that assigns it
+  static const int32_t kVar = tasks::family_encode("var").at(0), kEqual = tasks::family_encode("=").at(0);
+  size_t vt_keys = 0;
+  const int64_t vt_ctx_end = std::find(vt->tokens.begin(), vt->tokens.end(), tasks::kCtxEndId) - vt->tokens.begin();
+  for (size_t i = vt_ctx_end; i < vt->tokens.size(); ++i) vt_keys += vt->weights[i] == 1.f && is_key(vt->tokens[i]);
+  ASSERT_GT(vt_keys, 0u);
+  EXPECT_EQ(vt->copy_from.size(), vt_keys);
+  for (const auto& [pos, src] : vt->copy_from) {
+    EXPECT_EQ(vt->tokens[src], vt->tokens[pos]);
+    EXPECT_EQ(vt->tokens[src - 1], kVar);
+    EXPECT_EQ(vt->tokens[src + 1], kEqual);
+  }
 }
 
 TEST(LmData, FactsMaxCapsTheFactsOfTaskContexts) {

@@ -87,11 +87,13 @@ Result<tasks::TaskContext> generate_one(std::mt19937_64& rng, const std::string&
 // the same place in the one occurrence of the span "KEY is NUMBER" in the context, where KEY is the answer's last key
 // before pos (before the answer names one: the question's last key, as in kv_retrieval's "what is the value of kA ?
 // <a> vB") and NUMBER the whole run of digits or values around pos. So in "kA is 1 2 3 4
-// and 5 6 7 8" the 7 gets the 7 of the fact "kA is 5 6 7 8", whatever other numbers of kA start with 5 6. A token
-// with no key before it in the answer, or whose span is absent from the context or stands there twice, gets no
-// source.
+// and 5 6 7 8" the 7 gets the 7 of the fact "kA is 5 6 7 8", whatever other numbers of kA start with 5 6. A key in
+// the answer is a copy of its one occurrence in the question, or else of the one statement "var KEY =" that assigns
+// it. A token with no key before it in the answer, or whose span is absent or stands twice, gets no source.
 void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t context_end, int32_t answer_begin) {
   static const int32_t kIs = tasks::family_encode("is").at(0);
+  static const int32_t kVar = tasks::family_encode("var").at(0);
+  static const int32_t kEqual = tasks::family_encode("=").at(0);
   const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
   const auto is_copyable = [](int32_t id) {
     return (id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits) ||
@@ -104,9 +106,33 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
   for (int32_t i = answer_begin - 1; i > context_end && t[i] != tasks::kQuestionId && key_at < 0; --i) {
     if (is_key(t[i])) key_at = i;
   }
+  int32_t question_begin = answer_begin;
+  while (question_begin > context_end && t[question_begin] != tasks::kQuestionId) --question_begin;
   std::vector<int32_t> pattern;
   for (int32_t pos = answer_begin; pos < n; ++pos) {
-    if (is_key(t[pos])) key_at = pos;
+    if (is_key(t[pos])) {
+      key_at = pos;
+      // A key is copied from the question when it stands there once (a restated niah key; multiquery's keys in
+      // turn), else from the one statement "var KEY =" that assigns it (variable_tracking's chain).
+      int32_t found = -1, count = 0;
+      for (int32_t q = question_begin; q < answer_begin; ++q) {
+        if (t[q] == t[pos]) {
+          found = q;
+          ++count;
+        }
+      }
+      if (count == 0) {
+        for (int32_t c = context_begin + 1; c + 1 < context_end; ++c) {
+          if (t[c] == t[pos] && t[c - 1] == kVar && t[c + 1] == kEqual) {
+            found = c;
+            ++count;
+          }
+        }
+      }
+      if (count == 1) s.copy_from.emplace_back(pos, found);
+      run_start = -1;
+      continue;
+    }
     if (!is_copyable(t[pos])) {
       run_start = -1;
       continue;

@@ -32,7 +32,8 @@ struct TrainingSequence {
   // token, and by sample_task and sample_multi_recall for the digits of restated niah answers and kv_retrieval's
   // values: each number's digits come from the one fact "kA is N" of the answer's key (or, before the answer names
   // one, the question's) that states that number (none when that span is absent from the context or stands there
-  // twice). Empty elsewhere (variable_tracking). PhaseMix::attention_supervision trains one layer's
+  // twice); a key in such an answer comes from its one occurrence in the question (multiquery's keys in turn), or
+  // else from the statement "var KEY =" that assigns it (variable_tracking's chain). Empty elsewhere. PhaseMix::attention_supervision trains one layer's
   // attention of the position that predicts the token (position - 1) onto its source.
   std::vector<std::pair<int32_t, int32_t>> copy_from;
 };
