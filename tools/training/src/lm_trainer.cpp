@@ -96,6 +96,21 @@ std::vector<std::array<int64_t, 3>> also_right_in_targets(const std::vector<Trai
   return out;
 }
 
+namespace {
+
+// (a, b, c) triples as an [N, 3] long tensor on `device`, for index_put_ / index with its three columns.
+at::Tensor triples_tensor(const std::vector<std::array<int64_t, 3>>& triples, const at::Device& device) {
+  const auto n = static_cast<int64_t>(triples.size());
+  at::Tensor index = at::empty({n, 3}, at::kLong);
+  auto ix = index.accessor<int64_t, 2>();
+  for (int64_t k = 0; k < n; ++k) {
+    for (int c = 0; c < 3; ++c) ix[k][c] = triples[k][c];
+  }
+  return index.to(device);
+}
+
+}  // namespace
+
 at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
                       const std::vector<std::array<int64_t, 3>>& also_right) {
   if (also_right.empty()) return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
@@ -103,12 +118,7 @@ at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
   at::Tensor allowed = at::zeros(logp.sizes(), logp.options().dtype(at::kBool));
   allowed.scatter_(-1, targets.unsqueeze(-1), true);
   const auto n = static_cast<int64_t>(also_right.size());
-  at::Tensor index = at::empty({n, 3}, at::kLong);
-  auto ix = index.accessor<int64_t, 2>();
-  for (int64_t k = 0; k < n; ++k) {
-    for (int c = 0; c < 3; ++c) ix[k][c] = also_right[k][c];
-  }
-  index = index.to(logp.device());
+  const at::Tensor index = triples_tensor(also_right, logp.device());
   allowed.index_put_({index.select(1, 0), index.select(1, 1), index.select(1, 2)},
                      at::ones({n}, allowed.options()));
   return -logp.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).logsumexp(-1);
@@ -124,13 +134,7 @@ std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<Tra
 
 at::Tensor copy_attention_nll(const at::Tensor& probs, const std::vector<std::array<int64_t, 3>>& pairs,
                               bool any_head) {
-  const auto n = static_cast<int64_t>(pairs.size());
-  at::Tensor index = at::empty({n, 3}, at::kLong);
-  auto ix = index.accessor<int64_t, 2>();
-  for (int64_t k = 0; k < n; ++k) {
-    for (int c = 0; c < 3; ++c) ix[k][c] = pairs[k][c];
-  }
-  index = index.to(probs.device());
+  const at::Tensor index = triples_tensor(pairs, probs.device());
   // probs[rows, :, queries, keys] -> [N, H]
   const at::Tensor picked = probs.permute({0, 2, 3, 1}).index({index.select(1, 0), index.select(1, 1), index.select(1, 2)});
   const at::Tensor p = picked.to(at::kFloat);
