@@ -13,7 +13,7 @@ void declare_target_config(sc::ConfigSchema& schema, TargetConfig& c) {
       .add("host", &c.host, "address to bind", sc::non_empty())
       .add("port", &c.port, "port to bind; 0 = any free port", sc::in_range(0, 65535))
       .add("threads", &c.threads, "HTTP worker threads (must exceed max_in_flight)", sc::at_least(2))
-      .add("torch_threads", &c.torch_threads, "LibTorch intra-op threads; 0 = LibTorch's default", sc::at_least(0))
+      .add("torch_threads", &c.torch_threads, "compute threads, LibTorch's intra-op pool and OpenBLAS's; 0 = their defaults (every core)", sc::at_least(0))
       .add("device", &c.device, "cpu, cuda or cuda:N", sc::device_name())
       .add("dtype", &c.dtype, "compute dtype", sc::one_of({"auto", "float32", "bfloat16", "float16"}))
       .add("max_context_tokens", &c.max_context_tokens, "longest context or prompt accepted, in tokens",

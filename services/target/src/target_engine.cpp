@@ -9,11 +9,11 @@
 #include <utility>
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include "proxykv/core/logging.h"
 #include "proxykv/model/decoder_lm.h"
 #include "proxykv/model/prompt_format.h"
+#include "proxykv/model/threads.h"
 #include "proxykv/scoring/scorer.h"
 #include "proxykv/scoring/scorers.h"
 #include "proxykv/scoring/selection.h"
@@ -360,7 +360,7 @@ Result<std::unique_ptr<TargetEngine>> TargetEngine::load(const EngineOptions& op
   LoadOptions lo;
   lo.device = options.device;
   lo.dtype = options.dtype;
-  if (options.torch_threads > 0) at::set_num_threads(options.torch_threads);
+  set_compute_threads(options.torch_threads);  // LibTorch's pool and OpenBLAS's (threads.h); 0 leaves both
   PROXYKV_ASSIGN_OR_RETURN(auto model, DecoderLM::load(options.model_dir, lo));
   EngineOptions o = options;
   if (o.model_name.empty()) {

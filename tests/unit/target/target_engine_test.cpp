@@ -1,5 +1,8 @@
 #include "proxykv/target/target_engine.h"
 
+#include <dlfcn.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -8,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "proxykv/model/decoder_lm.h"
+#include "proxykv/model/threads.h"
 #include "proxykv/scoring/scorer.h"
 #include "proxykv/scoring/selection.h"
 #include "proxykv/target/compressed_context.h"
@@ -137,6 +141,28 @@ class TargetEngineTest : public ::testing::Test {
   static TargetEngine* engine_;
 };
 TargetEngine* TargetEngineTest::engine_ = nullptr;
+
+// torch_threads sets both CPU pools the model computes on: LibTorch's and, with Debian's LibTorch, OpenBLAS's, whose
+// default is every core of the node whatever the pod's limit (docs/operations.md, "Compute threads").
+TEST(TargetEngineThreads, TorchThreadsSetsLibTorchsAndOpenBlasPools) {
+  using GetThreads = int (*)();
+  const auto openblas_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  const int torch_before = at::get_num_threads();
+  const int blas_before = openblas_threads ? openblas_threads() : 0;
+  EngineOptions options;
+  options.torch_threads = std::max(torch_before, blas_before) + 1;  // differs from both pools' current size
+  auto engine = testing::make_test_engine(options);
+  const int torch_after = at::get_num_threads();
+  const int blas_after = openblas_threads ? openblas_threads() : 0;
+  set_compute_threads(torch_before);
+  if (openblas_threads) {
+    using SetThreads = void (*)(int);
+    reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))(blas_before);
+  }
+  EXPECT_EQ(torch_after, options.torch_threads);
+  if (!openblas_threads) GTEST_SKIP() << "LibTorch's BLAS here is not OpenBLAS: only LibTorch's pool to check";
+  EXPECT_EQ(blas_after, options.torch_threads);
+}
 
 TEST_F(TargetEngineTest, FullCacheAnswersLikeTheDecoder) {
   auto ctx = engine_->compress_context(kContext, {"full", 1.0, "global"});

@@ -1,13 +1,13 @@
 // proxykv-mapper: serves HybridAxialMapper checkpoints keyed by (proxy, target) model pair.
 // Every key is a JSON config key, a --flag and a PROXYKV_MAPPER_* env var (docs/operations.md).
 // First stdout line: {"service":"mapper","control":"tcp://...","admin":"http://...","data_plane":"zmq|ucx"}.
-#include <ATen/Parallel.h>
 
 #include <iostream>
 
 #include <spdlog/spdlog.h>
 
 #include "proxykv/core/logging.h"
+#include "proxykv/model/threads.h"
 #include "proxykv/mapper_server/mapper_server.h"
 #include "proxykv/service/curve_config.h"
 #include "proxykv/service/lifecycle.h"
@@ -49,7 +49,7 @@ int run(int argc, char** argv) {
       .add("advertise_host", &cfg.advertise_host, "host advertised for the zmq data plane (pod IP)")
       .add("mappers", &cfg.mappers, "checkpoints served, PROXY_ID:TARGET_ID=DIR (comma-separated)")
       .add("device", &cfg.device, "cpu, cuda or cuda:N (where the mappers run)", sc::device_name())
-      .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
+      .add("threads", &cfg.threads, "compute threads: LibTorch's intra-op pool and OpenBLAS's", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "mapping threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
       .add("fallback_to_zmq", &cfg.fallback_to_zmq, "use the zmq data plane when ucx cannot start")
@@ -57,7 +57,7 @@ int run(int argc, char** argv) {
       .add("curve_server_public_key_file", &cfg.curve_server_public_key_file, "Z85 public key file of the servers this service connects to (empty: plain)");
   if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
   transport::route_protobuf_logs_to_spdlog();
-  at::set_num_threads(static_cast<int>(cfg.threads));
+  set_compute_threads(static_cast<int>(cfg.threads));
 
   mapper::MapperRegistry registry;
   throw_if_error(registry.set_device(cfg.device));

@@ -1,7 +1,6 @@
 // proxykv-proxy: runs the small model over contexts and ships its importance features to the mapper pool.
 // Every key is a JSON config key, a --flag and a PROXYKV_PROXY_* env var (docs/operations.md).
 // First stdout line: {"service":"proxy","control":"tcp://...","admin":"http://...","data_plane":"zmq|ucx"}.
-#include <ATen/Parallel.h>
 
 #include <filesystem>
 #include <iostream>
@@ -10,6 +9,7 @@
 
 #include "proxykv/core/logging.h"
 #include "proxykv/model/prompt_format.h"
+#include "proxykv/model/threads.h"
 #include "proxykv/model/tokenizer.h"
 #include "proxykv/proxy_server/proxy_server.h"
 #include "proxykv/service/curve_config.h"
@@ -67,7 +67,7 @@ int run(int argc, char** argv) {
       .add("channels", &cfg.channels, "feature channels (must match the mapper checkpoint's features.json)")
       .add("kvzip_chunk", &cfg.kvzip_chunk, "KVzip reconstruction chunk of the proxy (tokens)", sc::at_least<int64_t>(16))
       .add("device", &cfg.device, "cpu | cuda[:N]", sc::device_name())
-      .add("threads", &cfg.threads, "LibTorch intra-op threads", sc::at_least<int64_t>(1))
+      .add("threads", &cfg.threads, "compute threads: LibTorch's intra-op pool and OpenBLAS's", sc::at_least<int64_t>(1))
       .add("workers", &cfg.workers, "scoring threads", sc::in_range<int64_t>(1, 64))
       .add("queue_capacity", &cfg.queue_capacity, "accepted requests waiting", sc::at_least<int64_t>(1))
       .add("max_context_tokens", &cfg.max_context_tokens, "longest context scored", sc::at_least<int64_t>(1))
@@ -84,7 +84,7 @@ int run(int argc, char** argv) {
   if (auto outcome = schema.load(argc, argv); outcome.exit) return outcome.exit_code;
   if (cfg.mapper_endpoints.empty()) throw ProxykvError(invalid_argument("mapper_endpoints is empty"));
   transport::route_protobuf_logs_to_spdlog();
-  at::set_num_threads(static_cast<int>(cfg.threads));
+  set_compute_threads(static_cast<int>(cfg.threads));
   if (cfg.model_id.empty()) cfg.model_id = std::filesystem::path(cfg.model).filename().string();
 
   LoadOptions load;

@@ -79,7 +79,7 @@ struct EngineOptions {
   std::string model_name;  // the id clients use; default: the directory's name
   std::string device = "cpu";
   std::string dtype = "auto";
-  int torch_threads = 0;               // LibTorch intra-op threads; 0 = leave LibTorch's default
+  int torch_threads = 0;               // LibTorch's intra-op threads and OpenBLAS's; 0 = leave their defaults
   int64_t max_context_tokens = 32768;  // longest prompt (context or plain completion) accepted, in tokens
   int64_t max_new_tokens = 1024;       // largest max_tokens accepted
   int64_t prefill_chunk = 512;
