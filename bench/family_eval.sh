@@ -6,7 +6,7 @@
 #   bash bench/family_eval.sh [--stages family,methods,mapper,proxykv,cost] [--quick] [--out DIR]
 #                             [--n N] [--lengths L1,L2] [--level global|layer|head|token] [--device cpu|cuda] [--threads T]
 #                             [--jobs J] [--mapper DIR] [--ablations LIST] [--seeds S1,S2 [--seed-ablations LIST]]
-#                             [--bin DIR] [--haystack short|joined]
+#                             [--bin DIR] [--haystack short|joined] [--proxy DIR]
 #
 # Stages (each reads what the earlier ones wrote into --out; run them one by one if you like):
 #   family   full-cache accuracy of target and proxy at the training length (1024) and 2x, 4x, on fresh seeds;
@@ -24,7 +24,11 @@
 #   (train.label_rows "max") with a global-level loss.
 # --no-ablations: the proxykv stage trains no ablation mapper and compares proxykv with full, kvzip, snapkv, h2o,
 #   proxy_direct and kvzip_iam only (an hour less on the CPU VM).
-# --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2). --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level).
+# --jobs J: train up to J ablation mappers at once (each on the config's one thread; on the 2-core VM --jobs 2).
+# --mapper DIR: the proxykv stage's main mapper (default: the shipped one of --level); the mapper stage trains into
+#   DIR instead of the shipped one, so a trial mapper leaves models/ alone.
+# --proxy DIR: the proxy model of every stage (default models/proxy), e.g. a trial proxy; give the run its own --out
+#   (the mapper data under --out is the proxy's features) and a --mapper DIR.
 # --bin DIR: the proxykv binary's directory (default build/bin; a copy keeps a long run apart from rebuilds).
 # --ablations LIST: train and compare only these ablation mappers (default: the seven above; 'none' = --no-ablations).
 #   Also known, not in the default: the channel ablation, the recipe on a subset of the proxy's feature channels
@@ -52,6 +56,7 @@ quick=0
 ablations=1
 jobs=1
 main_mapper=""
+proxy_dir="models/proxy"
 ablation_names="proxykv_mse,proxykv_linear,no_binary,with_mse,no_intra_rank,no_mass_rank,no_cosine"
 seeds=""
 seed_ablations=""
@@ -70,6 +75,7 @@ while [[ $# -gt 0 ]]; do
     --no-ablations) ablations=0; shift ;;
     --jobs) jobs="$2"; shift 2 ;;
     --mapper) main_mapper="$2"; shift 2 ;;
+    --proxy) proxy_dir="${2%/}"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --haystack) haystack="$2"; shift 2 ;;
     --ablations) ablation_names="$2"; shift 2 ;;
@@ -92,13 +98,16 @@ rt=(--device "$device" --threads "$threads")
 mkdir -p "$out"/{data,results,models}
 
 # The final models, or (while training) their checkpoints staged as servable directories.
+[[ -d $proxy_dir ]] || { echo "family_eval.sh: --proxy $proxy_dir is not a directory" >&2; exit 2; }
+declare -A model_dir=([target]="models/target" [proxy]="$proxy_dir")
 for m in target proxy; do
-  if [[ -f models/$m/model.safetensors ]]; then
-    ln -sfn "$(pwd)/models/$m" "$out/models/$m"
+  src="${model_dir[$m]}"
+  if [[ -f $src/model.safetensors ]]; then
+    ln -sfn "$(cd "$src" && pwd)" "$out/models/$m"
   else
-    echo "family_eval.sh: models/$m has no final model; using its checkpoint (numbers are not the family's)" >&2
+    echo "family_eval.sh: $src has no final model; using its checkpoint (numbers are not the family's)" >&2
     rm -f "$out/models/$m"
-    bash scripts/stage-model.sh --bin "$bin" "models/$m" "$out/models/$m"
+    bash scripts/stage-model.sh --bin "$bin" "$src" "$out/models/$m"
   fi
 done
 target="$out/models/target" proxy="$out/models/proxy"
@@ -190,6 +199,7 @@ shipped_mapper="models/mapper"
 [[ $level != token ]] && shipped_mapper="models/mapper-$level"
 if has mapper; then
   dest="$shipped_mapper"
+  [[ -n $main_mapper ]] && dest="$main_mapper"
   [[ $quick == 1 ]] && dest="$out/mapper-quick"
   run "$bin/proxykv" train-mapper --config "$(mapper_config main "$dest" "{}")"
 fi
