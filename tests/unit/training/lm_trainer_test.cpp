@@ -845,7 +845,7 @@ Result<std::string> resolve_init_chain(const std::string& init_from) {
 // run), and each writes to models/<its name>, which scripts/device-train.sh and stage-model.sh rely on. A starting
 // point must be rebuildable from the repo alone: CI runs on a clean clone, where nothing under build/ exists.
 TEST(TrainLmConfig, CommittedConfigsLoad) {
-  for (const std::string name : {"proxy", "proxy-v1", "proxy-v2", "target"}) {
+  for (const std::string name : {"proxy", "proxy-v1", "proxy-v2", "proxy-v3", "target"}) {
     auto c = TrainLmConfig::from_file(std::string(PROXYKV_SOURCE_DIR) + "/models/configs/" + name + ".json");
     ASSERT_TRUE(c.is_ok()) << name << ": " << c.status().to_string();
     EXPECT_EQ(c->out_dir, "models/" + name);
