@@ -461,6 +461,49 @@ TEST(LmData, RecallCopySourcesPointIntoTheQueriedKeysFact) {
   }
 }
 
+// chain_from: inside the context, each digit of a key's statement "kA is N" after its first points at the same digit
+// of that key's statement just before it; a key stated once has none. Checked against the statements found by a
+// plain scan of the context: per key, (statements - 1) x 4 pairs for 4-digit numbers.
+TEST(LmData, ChainSourcesLinkEachStatementOfAKeyToTheOneBefore) {
+  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
+  const auto is_digit = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits; };
+  const int32_t kIs = tasks::family_encode("is").at(0);
+  const auto check = [&](const TrainingSequence& s, int64_t ctx_end, const std::string& what) -> size_t {
+    const auto& t = s.tokens;
+    std::map<int32_t, std::vector<int64_t>> runs;  // key -> the first digit of each of its statements
+    for (int64_t c = 0; c + 2 < ctx_end; ++c) {
+      if (is_key(t[c]) && t[c + 1] == kIs && is_digit(t[c + 2])) runs[t[c]].push_back(c + 2);
+    }
+    std::set<std::pair<int32_t, int32_t>> expected;
+    for (const auto& [key, starts] : runs) {
+      for (size_t i = 1; i < starts.size(); ++i) {
+        for (int64_t j = 0; j < 4; ++j) expected.insert({static_cast<int32_t>(starts[i] + j), static_cast<int32_t>(starts[i - 1] + j)});
+      }
+    }
+    const std::set<std::pair<int32_t, int32_t>> got(s.chain_from.begin(), s.chain_from.end());
+    EXPECT_EQ(got.size(), s.chain_from.size()) << what;  // no pair twice
+    EXPECT_EQ(got, expected) << what;
+    for (const auto& [pos, src] : s.chain_from) {
+      EXPECT_LT(src, pos) << what;
+      EXPECT_LT(pos, ctx_end) << what;
+    }
+    return s.chain_from.size();
+  };
+  for (const char* task : {"niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "kv_retrieval"}) {
+    std::mt19937_64 rng(31);
+    auto row = sample_task(rng, task, 300, 4, 3, 0.1f, "and", true);
+    ASSERT_TRUE(row.is_ok()) << task;
+    const int64_t ctx_end = std::find(row->tokens.begin(), row->tokens.end(), tasks::kCtxEndId) - row->tokens.begin();
+    const size_t pairs = check(*row, ctx_end, task);
+    // niah_multivalue states its one key 4 times (facts = 4); the others state each key once
+    EXPECT_EQ(pairs, std::string(task) == "niah_multivalue" ? 12u : 0u) << task;
+  }
+  std::mt19937_64 drill_rng(37);
+  const TrainingSequence d = sample_multi_recall(drill_rng, 12, 4, 0.1f, 4, MultivalueOrder::kContext);
+  const int64_t sep = std::find(d.tokens.begin(), d.tokens.end(), tasks::kSepId) - d.tokens.begin();
+  EXPECT_GT(check(d, sep, "multi drill"), 0u);  // 12 statements over fewer keys: some key repeats
+}
+
 // copy_from of task rows: each source is the same token, inside the context, in "KEY is" + its number, KEY the
 // answer's key (kv_retrieval: the question's): every digit of every restated niah answer gets one, a multivalue
 // number after "and" too, and every kv value; a key comes from the question, variable_tracking's from "var KEY =".
@@ -711,6 +754,15 @@ TEST(LmData, PhaseFromJsonValidates) {
   bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision_heads", "some"}}, "cfg");
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().to_string().find("\"any\""), std::string::npos);
+  auto chain = PhaseMix::from_json(
+      {{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision", 1.0}, {"attention_supervision_sources", "chain"}},
+      "cfg");
+  ASSERT_TRUE(chain.is_ok()) << chain.status().to_string();
+  EXPECT_TRUE(chain->attention_supervision_chain);
+  EXPECT_FALSE(set->attention_supervision_chain);  // "answers" by default
+  bad = PhaseMix::from_json({{"steps", 1}, {"mix", {{"tasks", 1.0}}}, {"attention_supervision_sources", "facts"}}, "cfg");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().to_string().find("\"chain\""), std::string::npos);
 }
 
 

@@ -135,7 +135,7 @@ TEST(TrainLm, AlsoRightTriplesAreInTheTargetsFrame) {
 
 // copy_attention_nll: -log(mean over heads of probs[row, h, query, key] + 1e-6), one value per pair; reference:
 // the indexing written out on random attention rows. copy_sources_in_inputs: the query is the input that predicts the
-// copied token (its position - 1).
+// copied token (its position - 1); chain_sources_in_inputs: the position itself.
 TEST(TrainLm, CopyAttentionNllReadsTheSourceColumnOfThePredictingRow) {
   at::manual_seed(4);
   const at::Tensor probs = at::softmax(at::randn({2, 3, 6, 6}), -1);
@@ -167,6 +167,12 @@ TEST(TrainLm, CopyAttentionNllReadsTheSourceColumnOfThePredictingRow) {
   const auto in = copy_sources_in_inputs({a, b});
   ASSERT_EQ(in.size(), 1u);
   EXPECT_EQ(in[0], (std::array<int64_t, 3>{1, 3, 1}));
+  // chain_sources_in_inputs: a context position attends itself, no shift
+  b.chain_from = {{3, 1}};
+  const auto chain = chain_sources_in_inputs({a, b});
+  ASSERT_EQ(chain.size(), 1u);
+  EXPECT_EQ(chain[0], (std::array<int64_t, 3>{1, 3, 1}));
+  EXPECT_TRUE(chain_sources_in_inputs({a}).empty());
 }
 
 // attention_supervision on the recall drill: the attention loss on the copy sources falls on a tiny 2-layer run,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -152,6 +153,29 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
       }
     }
     if (count == 1) s.copy_from.emplace_back(pos, found);
+  }
+}
+
+// TrainingSequence::chain_from for the context at [context_begin, context_end): for every key stated with a run of
+// digits two or more times ("kA is 1 2 3 4 ... kA is 5 6 7 8"), the j-th digit of each statement after the first
+// points at the j-th digit of the key's statement before it (pairs only up to the shorter run). Statements of other
+// shapes (values, "var kA =") are not chained.
+void add_chain_sources(TrainingSequence& s, int32_t context_begin, int32_t context_end) {
+  static const int32_t kIs = tasks::family_encode("is").at(0);
+  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
+  const auto is_digit = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits; };
+  const auto& t = s.tokens;
+  std::map<int32_t, int32_t> last_run;  // key -> first digit of its latest statement
+  for (int32_t c = context_begin; c + 2 < context_end; ++c) {
+    if (!is_key(t[c]) || t[c + 1] != kIs || !is_digit(t[c + 2])) continue;
+    const int32_t run = c + 2;
+    auto it = last_run.find(t[c]);
+    if (it != last_run.end()) {
+      for (int32_t j = 0; run + j < context_end && is_digit(t[run + j]) && is_digit(t[it->second + j]); ++j) {
+        s.chain_from.emplace_back(run + j, it->second + j);
+      }
+    }
+    last_run[t[c]] = run;
   }
 }
 
@@ -391,6 +415,7 @@ TrainingSequence sample_multi_recall(std::mt19937_64& rng, int statements, int q
     numbers[k].push_back(std::move(number));
   }
   const auto context_end = static_cast<int32_t>(s.tokens.size());
+  add_chain_sources(s, 1, context_end);
   push(s, tasks::kSepId, other_weight);
   for (int q = 0; q < queries; ++q) {
     const size_t k = uniform_below(rng, keys.size());  // with replacement
@@ -448,6 +473,7 @@ Result<TrainingSequence> sample_task(std::mt19937_64& rng, const std::string& ta
   push_words(s, tasks::family_encode(ctx.context), context_weight);
   const int32_t context_end = static_cast<int32_t>(s.tokens.size());
   push(s, tasks::kCtxEndId, context_weight);
+  add_chain_sources(s, context_begin, context_end);
   for (const auto& q : ctx.queries) {
     push(s, tasks::kQuestionId, context_weight);
     push_words(s, tasks::family_encode(q.question), context_weight);
@@ -527,6 +553,12 @@ Result<PhaseMix> PhaseMix::from_json(const nlohmann::json& j, const std::string&
       return invalid_argument(origin + ": attention_supervision_heads must be \"all\" or \"any\", got \"" + heads + "\"");
     }
     p.attention_supervision_any_head = heads == "any";
+    const std::string sources = j.value("attention_supervision_sources", std::string("answers"));
+    if (sources != "answers" && sources != "chain") {
+      return invalid_argument(origin + ": attention_supervision_sources must be \"answers\" or \"chain\", got \"" +
+                              sources + "\"");
+    }
+    p.attention_supervision_chain = sources == "chain";
     p.context_min = j.value("context_min", p.context_min);
     p.context_max = j.value("context_max", p.context_max);
     p.tasks = j.value("tasks", std::vector<std::string>{});

@@ -132,6 +132,14 @@ std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<Tra
   return out;
 }
 
+std::vector<std::array<int64_t, 3>> chain_sources_in_inputs(const std::vector<TrainingSequence>& rows) {
+  std::vector<std::array<int64_t, 3>> out;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    for (const auto& [pos, src] : rows[b].chain_from) out.push_back({static_cast<int64_t>(b), pos, src});
+  }
+  return out;
+}
+
 at::Tensor copy_attention_nll(const at::Tensor& probs, const std::vector<std::array<int64_t, 3>>& pairs,
                               bool any_head) {
   const at::Tensor index = triples_tensor(pairs, probs.device());
@@ -184,7 +192,9 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
   batch.inputs = tokens.narrow(1, 0, T - 1);
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.also_right = also_right_in_targets(seqs);
-  if (phase.attention_supervision > 0) batch.copy_sources = copy_sources_in_inputs(seqs);
+  if (phase.attention_supervision > 0) {
+    batch.copy_sources = phase.attention_supervision_chain ? chain_sources_in_inputs(seqs) : copy_sources_in_inputs(seqs);
+  }
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
   std::vector<std::vector<int32_t>> rows;  // the masks below read the rows' tokens

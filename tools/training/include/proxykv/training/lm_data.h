@@ -36,6 +36,11 @@ struct TrainingSequence {
   // else from the statement "var KEY =" that assigns it (variable_tracking's chain). Empty elsewhere. PhaseMix::attention_supervision trains one layer's
   // attention of the position that predicts the token (position - 1) onto its source.
   std::vector<std::pair<int32_t, int32_t>> copy_from;
+  // (position, source) pairs inside the context: the j-th digit of a key's statement "kA is N" points at the j-th
+  // digit of the same key's statement before it (tokens[source] need not equal tokens[position]). Filled by
+  // sample_task and sample_multi_recall for every key stated twice or more (niah_multivalue's key, the multi drill's
+  // keys). PhaseMix::attention_supervision_chain trains one layer's attention of `position` itself onto `source`.
+  std::vector<std::pair<int32_t, int32_t>> chain_from;
 };
 
 // Induction pretraining: <bos>, then segments that are either (p=0.5 once 8+ tokens exist) a copy of an
@@ -241,6 +246,12 @@ struct PhaseMix {
   // Config key "attention_supervision_heads": "all" (default: the mean over the layer's heads, so every head learns
   // to look) or "any" (one head looking suffices; lm_trainer.h: copy_attention_nll). proxy-p2 ran with "all".
   bool attention_supervision_any_head = false;
+  // Config key "attention_supervision_sources": "answers" (default: TrainingSequence::copy_from, the answer's copied
+  // tokens) or "chain" (TrainingSequence::chain_from: each digit of a key's later statement onto the same digit of
+  // its statement before, in the context). Why: the target lists a multi-value key's numbers but does not know which
+  // fact comes next (bench/RESULTS.md, k24-k26); a layer that carries each statement's predecessor lets the copying
+  // layer find the fact that follows the number just written by content. Sequences without chains add no loss.
+  bool attention_supervision_chain = false;
 
   static Result<PhaseMix> from_json(const nlohmann::json& j, const std::string& origin);
 };

@@ -61,6 +61,9 @@ std::vector<std::array<int64_t, 3>> also_right_in_targets(const std::vector<Trai
 // The copy sources of a batch's rows in the frame of its inputs, as copy_attention_nll takes them: (row, query,
 // key), where query = position - 1 is the input that predicts the copied token and key = its source.
 std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<TrainingSequence>& rows);
+// TrainingSequence::chain_from in the same frame: (row, position, source); the position attends itself (a context
+// token, not a prediction of the next one).
+std::vector<std::array<int64_t, 3>> chain_sources_in_inputs(const std::vector<TrainingSequence>& rows);
 // The attention loss of PhaseMix::attention_supervision, from `probs` [B, H, T, T], one value per (row, query, key) of
 // `pairs` ([N], float), with p_h = probs[row, h, query, key]:
 // - all heads (any_head false): -log(mean_h p_h + 1e-6), least when every head looks at the source;
