@@ -27,6 +27,10 @@ void push_words(TrainingSequence& s, const std::vector<int32_t>& ids, float weig
   for (int32_t id : ids) push(s, id, weight);
 }
 
+bool is_key_id(int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; }
+
+bool is_digit_id(int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits; }
+
 int32_t random_key_or_value(std::mt19937_64& rng) {
   return static_cast<int32_t>(tasks::kFirstKeyId + uniform_below(rng, tasks::kNumKeys + tasks::kNumValues));
 }
@@ -95,23 +99,21 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
   static const int32_t kIs = tasks::family_encode("is").at(0);
   static const int32_t kVar = tasks::family_encode("var").at(0);
   static const int32_t kEqual = tasks::family_encode("=").at(0);
-  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
   const auto is_copyable = [](int32_t id) {
-    return (id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits) ||
-           (id >= tasks::kFirstValueId && id < tasks::kFirstValueId + tasks::kNumValues);
+    return is_digit_id(id) || (id >= tasks::kFirstValueId && id < tasks::kFirstValueId + tasks::kNumValues);
   };
   const auto& t = s.tokens;
   const auto n = static_cast<int32_t>(t.size());
   int32_t key_at = -1, run_start = -1;
   // Until the answer names a key: the question's last one (an answer that is not restated, as kv_retrieval's).
   for (int32_t i = answer_begin - 1; i > context_end && t[i] != tasks::kQuestionId && key_at < 0; --i) {
-    if (is_key(t[i])) key_at = i;
+    if (is_key_id(t[i])) key_at = i;
   }
   int32_t question_begin = answer_begin;
   while (question_begin > context_end && t[question_begin] != tasks::kQuestionId) --question_begin;
   std::vector<int32_t> pattern;
   for (int32_t pos = answer_begin; pos < n; ++pos) {
-    if (is_key(t[pos])) {
+    if (is_key_id(t[pos])) {
       key_at = pos;
       // A key is copied from the question when it stands there once (a restated niah key; multiquery's keys in
       // turn), else from the one statement "var KEY =" that assigns it (variable_tracking's chain).
@@ -162,16 +164,14 @@ void add_copy_sources(TrainingSequence& s, int32_t context_begin, int32_t contex
 // shapes (values, "var kA =") are not chained.
 void add_chain_sources(TrainingSequence& s, int32_t context_begin, int32_t context_end) {
   static const int32_t kIs = tasks::family_encode("is").at(0);
-  const auto is_key = [](int32_t id) { return id >= tasks::kFirstKeyId && id < tasks::kFirstValueId; };
-  const auto is_digit = [](int32_t id) { return id >= tasks::kFirstDigitId && id < tasks::kFirstDigitId + tasks::kNumDigits; };
   const auto& t = s.tokens;
   std::map<int32_t, int32_t> last_run;  // key -> first digit of its latest statement
   for (int32_t c = context_begin; c + 2 < context_end; ++c) {
-    if (!is_key(t[c]) || t[c + 1] != kIs || !is_digit(t[c + 2])) continue;
+    if (!is_key_id(t[c]) || t[c + 1] != kIs || !is_digit_id(t[c + 2])) continue;
     const int32_t run = c + 2;
     auto it = last_run.find(t[c]);
     if (it != last_run.end()) {
-      for (int32_t j = 0; run + j < context_end && is_digit(t[run + j]) && is_digit(t[it->second + j]); ++j) {
+      for (int32_t j = 0; run + j < context_end && is_digit_id(t[run + j]) && is_digit_id(t[it->second + j]); ++j) {
         s.chain_from.emplace_back(run + j, it->second + j);
       }
     }
@@ -442,7 +442,7 @@ std::string compose_answer(const std::string& task, const std::string& question,
   std::vector<std::string> keys;
   if (restate && task.rfind("niah_", 0) == 0) {
     for (int32_t id : tasks::family_encode(question)) {
-      if (id >= tasks::kFirstKeyId && id < tasks::kFirstKeyId + tasks::kNumKeys) {
+      if (is_key_id(id)) {
         keys.push_back(tasks::key_word(id - tasks::kFirstKeyId));
       }
     }

@@ -124,20 +124,27 @@ at::Tensor answer_nll(const at::Tensor& logp, const at::Tensor& targets,
   return -logp.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity()).logsumexp(-1);
 }
 
-std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<TrainingSequence>& rows) {
+namespace {
+
+// A member's (position, source) pairs of a batch's rows as (row, position + shift, source).
+std::vector<std::array<int64_t, 3>> pairs_in_inputs(const std::vector<TrainingSequence>& rows,
+                                                    std::vector<std::pair<int32_t, int32_t>> TrainingSequence::*pairs,
+                                                    int64_t shift) {
   std::vector<std::array<int64_t, 3>> out;
   for (size_t b = 0; b < rows.size(); ++b) {
-    for (const auto& [pos, src] : rows[b].copy_from) out.push_back({static_cast<int64_t>(b), pos - 1, src});
+    for (const auto& [pos, src] : rows[b].*pairs) out.push_back({static_cast<int64_t>(b), pos + shift, src});
   }
   return out;
 }
 
+}  // namespace
+
+std::vector<std::array<int64_t, 3>> copy_sources_in_inputs(const std::vector<TrainingSequence>& rows) {
+  return pairs_in_inputs(rows, &TrainingSequence::copy_from, -1);
+}
+
 std::vector<std::array<int64_t, 3>> chain_sources_in_inputs(const std::vector<TrainingSequence>& rows) {
-  std::vector<std::array<int64_t, 3>> out;
-  for (size_t b = 0; b < rows.size(); ++b) {
-    for (const auto& [pos, src] : rows[b].chain_from) out.push_back({static_cast<int64_t>(b), pos, src});
-  }
-  return out;
+  return pairs_in_inputs(rows, &TrainingSequence::chain_from, 0);
 }
 
 at::Tensor copy_attention_nll(const at::Tensor& probs, const std::vector<std::array<int64_t, 3>>& pairs,
@@ -159,7 +166,7 @@ struct Batch {
   at::Tensor inputs, targets, weights, copied;  // copied: 1 where a copy predicts the target (induction)
   at::Tensor key_drop;                          // forward_batch's context dropout mask, or undefined
   std::vector<std::array<int64_t, 3>> also_right;  // (row, position in targets, token): answer_nll's sets
-  std::vector<std::array<int64_t, 3>> copy_sources;  // (row, query, key): copy_attention_nll's pairs, if supervised
+  std::vector<std::array<int64_t, 3>> attention_pairs;  // (row, query, key): copy_attention_nll's pairs, if supervised
   int64_t tokens = 0;
 };
 
@@ -193,7 +200,7 @@ Result<Batch> make_batch(const TrainLmConfig& c, const DecoderLM& model, int64_t
   batch.targets = tokens.narrow(1, 1, T - 1);
   batch.also_right = also_right_in_targets(seqs);
   if (phase.attention_supervision > 0) {
-    batch.copy_sources = phase.attention_supervision_chain ? chain_sources_in_inputs(seqs) : copy_sources_in_inputs(seqs);
+    batch.attention_pairs = phase.attention_supervision_chain ? chain_sources_in_inputs(seqs) : copy_sources_in_inputs(seqs);
   }
   batch.weights = weights.narrow(1, 1, T - 1);
   batch.copied = copied.narrow(1, 1, T - 1);
@@ -656,7 +663,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
     at::Tensor attention;
-    const bool supervised = !batch.copy_sources.empty();
+    const bool supervised = !batch.attention_pairs.empty();
     at::Tensor logits = model->forward_batch(batch.inputs, batch.key_drop, supervised ? &attention : nullptr,
                                              phase.attention_supervision_layer);
     at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1);
@@ -664,7 +671,7 @@ Result<TrainLmResult> train_lm(const TrainLmConfig& c, bool resume, std::ostream
     const at::Tensor lm_loss = (nll * batch.weights).sum() / batch.weights.sum().clamp_min(1.0);
     at::Tensor loss = lm_loss;  // what is optimised; the progress line and result.losses report lm_loss
     if (supervised) {
-      const at::Tensor attention_loss = copy_attention_nll(attention, batch.copy_sources, phase.attention_supervision_any_head).mean();
+      const at::Tensor attention_loss = copy_attention_nll(attention, batch.attention_pairs, phase.attention_supervision_any_head).mean();
       attention_sum += attention_loss.item<double>();
       ++attention_count;
       loss = loss + phase.attention_supervision * attention_loss;
